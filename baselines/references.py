@@ -1,0 +1,34 @@
+"""Reference models that every learned model must beat."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from qpebench.models import F32, ModelCard, RainModel
+from qpebench.registry import MODELS
+
+
+class ZeroRain(RainModel):
+    """Predicts no rain anywhere: the floor of every skill score."""
+
+    def __init__(self, bands: Sequence[str]) -> None:
+        self.card = ModelCard(
+            name="zero_rain",
+            family="reference",
+            description="No rain anywhere (skill floor)",
+            frames=1,
+            bands=tuple(bands),
+        )
+
+    def predict(self, ir: F32) -> F32:
+        """Zeros of shape ``(N, H, W)``."""
+        n, _, _, h, w = ir.shape
+        return np.zeros((n, h, w), np.float32)
+
+
+@MODELS.register("zero_rain")
+def zero_rain(frames: int, bands: Sequence[str]) -> ZeroRain:
+    """The zero-rain reference (uses no input)."""
+    return ZeroRain(bands[:1])

@@ -1,0 +1,129 @@
+"""The ``qpebench`` command line (Hydra-composed configuration underneath).
+
+Commands::
+
+    qpebench run [KEY=VALUE ...]          the whole cross-region benchmark (default: synthetic)
+    qpebench prepare [--rebuild] [KEY=VALUE ...]   build (or resume) the sample store only
+    qpebench models list [--json]         the model cards of every registered model
+    qpebench leaderboard render PATH ...  Markdown leaderboard from result records
+    qpebench store verify STORE           check every shard against the manifest checksums
+
+Errors on bad input print one line, ``qpebench: error: ...``, and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from qpebench import __version__
+from qpebench.config import compose_config, run_config
+from qpebench.errors import QpebenchError
+from qpebench.records import load_record
+from qpebench.registry import MODELS, load_builtins
+from qpebench.store import SampleStore
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="qpebench",
+        description="Cross-region benchmark of IR satellite rain-rate retrievals.",
+    )
+    parser.add_argument("--version", action="version", version=f"qpebench {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the whole benchmark (Hydra overrides KEY=VALUE)")
+    run.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    prep = sub.add_parser("prepare", help="build or resume the sample store only")
+    prep.add_argument("--rebuild", action="store_true", help="delete the cached store first")
+    prep.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    models = sub.add_parser("models", help="the model registry")
+    models_sub = models.add_subparsers(dest="action", required=True)
+    lst = models_sub.add_parser("list", help="print the model card of every registered model")
+    lst.add_argument("--json", action="store_true", help="JSON instead of a table")
+    lst.add_argument("pattern", nargs="?", default="*", help="shell pattern, e.g. 'conv4d*'")
+    board = sub.add_parser("leaderboard", help="leaderboard tables from result records")
+    board_sub = board.add_subparsers(dest="action", required=True)
+    render = board_sub.add_parser("render", help="Markdown from records (files or run dirs)")
+    render.add_argument("paths", nargs="+", type=Path)
+    render.add_argument("--out", type=Path, help="write here instead of printing")
+    store = sub.add_parser("store", help="sample store tools")
+    store_sub = store.add_subparsers(dest="action", required=True)
+    verify = store_sub.add_parser("verify", help="check shard checksums against the manifest")
+    verify.add_argument("store", type=Path)
+    return parser
+
+
+def _models_list(pattern: str, as_json: bool) -> None:
+    from qpebench.runner import build_model
+
+    cfg = run_config(compose_config())
+    cards = [build_model(name, cfg).card for name in MODELS.names(pattern)]
+    if as_json:
+        print(json.dumps([c.to_json() for c in cards], indent=2))
+        return
+    header = (
+        f"{'name':<16} {'family':<11} {'frames':>6} {'bands':>5} {'params':>9} "
+        f"{'MFLOP':>8} {'output':<7} description"
+    )
+    print(header)
+    for c in cards:
+        print(
+            f"{c.name:<16} {c.family:<11} {c.frames:>6} {len(c.bands):>5} {c.parameters:>9,} "
+            f"{c.flops_per_sample / 1e6:>8.1f} {c.output:<7} {c.description}"
+        )
+
+
+def _render(paths: Sequence[Path], out: Path | None) -> None:
+    from qpebench.atomic import write_bytes_atomic
+    from qpebench.leaderboard import leaderboard_markdown
+
+    files: list[Path] = []
+    for p in paths:
+        files.extend(sorted((p / "records").glob("*.json")) if p.is_dir() else [p])
+    text = leaderboard_markdown([load_record(f) for f in files])
+    if out is None:
+        print(text)
+    else:
+        write_bytes_atomic(out, text.encode("utf-8"))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``qpebench`` console script."""
+    args = _parser().parse_args(argv)
+    try:
+        load_builtins()
+        if args.command == "run":
+            from qpebench.runner import run_benchmark
+
+            result = run_benchmark(run_config(compose_config(args.overrides)))
+            print()
+            print(result.markdown)
+            print(f"leaderboard written to {result.leaderboard_path}")
+        elif args.command == "prepare":
+            from qpebench.runner import prepare_store, rebuild_store
+
+            cfg = run_config(compose_config(args.overrides))
+            make = rebuild_store if args.rebuild else prepare_store
+            store = make(cfg.data, cfg.cache_dir, progress=cfg.progress)
+            print(f"{store.root}: {len(store)} samples, dataset version {store.dataset_version}")
+        elif args.command == "models":
+            _models_list(args.pattern, args.json)
+        elif args.command == "leaderboard":
+            _render(args.paths, args.out)
+        elif args.command == "store":
+            SampleStore(args.store).verify()
+            print(f"{args.store}: every shard matches the manifest")
+    except QpebenchError as exc:
+        print(f"qpebench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("qpebench: interrupted (a store build resumes where it stopped)", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

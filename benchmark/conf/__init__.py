@@ -1,0 +1,1 @@
+"""Packaged Hydra configuration: ``config.yaml`` and the ``data``, ``split``, ``train`` groups."""

@@ -1,0 +1,159 @@
+"""Compose the Hydra configuration and check every value before anything runs.
+
+:func:`compose_config` composes the packaged ``qpebench.conf`` with command-line overrides;
+:func:`run_config` turns the result into a frozen :class:`RunConfig`, raising
+:class:`~qpebench.errors.ConfigError` (or :class:`~qpebench.errors.UnknownNameError`) with one
+line that names the key, the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from hydra import compose, initialize_config_module
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from qpebench.bands import validate_bands
+from qpebench.errors import ConfigError, UnknownNameError, unknown_name_message
+from qpebench.registry import MODELS
+from qpebench.splits import SplitSpec
+from qpebench.training import TrainSettings
+
+CONFIG_GROUPS = ("data", "split", "train")
+
+
+def group_options(group: str) -> list[str]:
+    """Names of the packaged options of a config group (``split`` → the split files)."""
+    folder = files("qpebench.conf").joinpath(group)
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def _explain_override_error(overrides: Sequence[str], exc: Exception) -> str:
+    for item in overrides:
+        key, _, value = item.partition("=")
+        key = key.lstrip("+~")
+        if key in CONFIG_GROUPS and value not in group_options(key):
+            return unknown_name_message(f"{key} config", value, group_options(key))
+    text = " ".join(line.strip() for line in str(exc).strip().splitlines()) or type(exc).__name__
+    return f"bad override in {list(overrides)}: {text}"
+
+
+def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
+    """Compose ``qpebench.conf/config.yaml`` with Hydra ``overrides`` (``key=value`` strings).
+
+    Raises:
+        ConfigError: An override does not parse or names an unknown key.
+        UnknownNameError: An override selects an unknown option of a config group.
+    """
+    try:
+        with initialize_config_module(config_module="qpebench.conf", version_base=None):
+            cfg = compose(config_name="config", overrides=list(overrides))
+    except (HydraException, OmegaConfBaseException) as exc:
+        message = _explain_override_error(overrides, exc)
+        if message.startswith("unknown"):
+            raise UnknownNameError(message) from None
+        raise ConfigError(message) from None
+    return cfg
+
+
+def _int(cfg: DictConfig, key: str, minimum: int) -> int:
+    value = OmegaConf.select(cfg, key)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{key} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ConfigError(f"{key} must be at least {minimum}, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A checked run configuration (see ``qpebench/conf/config.yaml``)."""
+
+    data: dict[str, Any]
+    split: SplitSpec
+    train: TrainSettings
+    models: tuple[str, ...]
+    model_params: dict[str, dict[str, Any]]
+    frames: int
+    bands: tuple[str, ...]
+    seed: int
+    progress: bool
+    cache_dir: Path
+    runs_dir: Path
+    leaderboard_dir: Path
+    resolved: dict[str, Any]
+
+    @property
+    def config_hash(self) -> str:
+        """Hash of the resolved configuration (paths and progress left out)."""
+        core = {k: v for k, v in self.resolved.items() if k not in ("paths", "progress")}
+        return hashlib.sha256(json.dumps(core, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def run_config(cfg: DictConfig) -> RunConfig:
+    """Check a composed configuration.
+
+    Raises:
+        ConfigError: A value of the wrong type or out of range.
+        UnknownNameError: An unknown model or band.
+    """
+    try:
+        resolved: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"cannot resolve the configuration: {exc}") from None
+    frames = _int(cfg, "frames", 1)
+    seed = _int(cfg, "seed", 0)
+    data = dict(resolved["data"])
+    stored_frames = _int(cfg, "data.frames", 1)
+    if frames > stored_frames:
+        raise ConfigError(f"frames={frames} exceeds the {stored_frames} frames the data holds")
+    bands = validate_bands(list(resolved["bands"]))
+    missing = [b for b in bands if b not in data.get("bands", bands)]
+    if missing:
+        raise ConfigError(f"bands {missing} are not in the data (data.bands={data['bands']})")
+    models = resolved["models"]
+    if isinstance(models, str):
+        models = [models]
+    if not isinstance(models, list) or not models:
+        raise ConfigError(f"models must be a non-empty list of names, got {models!r}")
+    for name in models:
+        if name not in MODELS:
+            raise UnknownNameError(unknown_name_message("model", str(name), MODELS.names()))
+    params = resolved.get("model_params") or {}
+    for name in params:
+        if name not in models:
+            close = difflib.get_close_matches(str(name), models, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"model_params.{name}: {name!r} is not in models {models}{hint}")
+    train_cfg = dict(resolved["train"])
+    try:
+        train = TrainSettings(**train_cfg)
+    except TypeError as exc:
+        raise ConfigError(f"train: {exc}") from None
+    for key in ("epochs", "batch_size", "patience"):
+        _int(cfg, f"train.{key}", 1)
+    paths = resolved["paths"]
+    return RunConfig(
+        data=data,
+        split=SplitSpec.from_mapping(dict(resolved["split"])),
+        train=train,
+        models=tuple(str(m) for m in models),
+        model_params={str(k): dict(v) for k, v in params.items()},
+        frames=frames,
+        bands=bands,
+        seed=seed,
+        progress=bool(resolved.get("progress", True)),
+        cache_dir=Path(paths["cache"]),
+        runs_dir=Path(paths["runs"]),
+        leaderboard_dir=Path(paths["leaderboard"]),
+        resolved=resolved,
+    )

@@ -1,0 +1,202 @@
+"""The application layer: prepare the store, train every model, evaluate, record, render.
+
+``qpebench run`` calls :func:`run_benchmark`; ``qpebench prepare`` calls :func:`prepare_store`.
+This is the one place that wires the core, the adapters, the models and the leaderboard.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from qpebench.atomic import write_bytes_atomic
+from qpebench.config import RunConfig
+from qpebench.errors import ConfigError
+from qpebench.leaderboard import leaderboard_markdown
+from qpebench.metrics import Accumulator, metric_set
+from qpebench.models import RainModel, TrainData
+from qpebench.records import SCHEMA, SCHEMA_VERSION, now_utc, provenance, write_record
+from qpebench.registry import DATASETS, MODELS, load_builtins
+from qpebench.store import SampleStore, remove_store
+from qpebench.training import resolve_device
+
+EVAL_BLOCK = 128
+
+
+def store_path(cache_dir: Path, data: dict[str, Any]) -> Path:
+    """Where the store of a data configuration lives: one directory per configuration."""
+    digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
+    return cache_dir / "stores" / f"{data['adapter']}-{digest}"
+
+
+def prepare_store(data: dict[str, Any], cache_dir: Path, *, progress: bool = True) -> SampleStore:
+    """Open the store of ``data`` from the cache, or build it (resuming a partial build).
+
+    A cached store that fails its checks (truncated or corrupt shard) raises rather than being
+    silently rebuilt, so a damaged archive is noticed.
+
+    Raises:
+        ConfigError: ``data.adapter`` is missing.
+        StoreError: The cached store is damaged.
+    """
+    load_builtins()
+    params = dict(data)
+    adapter = params.pop("adapter", None)
+    if adapter is None:
+        raise ConfigError("data.adapter is missing: which adapter builds the store?")
+    build = DATASETS.get(adapter)
+    root = store_path(cache_dir, data)
+    if (root / "manifest.json").exists():
+        return SampleStore(root)
+    return SampleStore(build(root, progress=progress, **params).root)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch and numpy's legacy global generator (model weights, data order)."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 - third-party code may draw from it
+
+
+def build_model(name: str, cfg: RunConfig) -> RainModel:
+    """Instantiate registry model ``name`` for the configured frames, bands and parameters.
+
+    Raises:
+        ConfigError: ``model_params`` names an argument the model does not take.
+    """
+    factory: Callable[..., RainModel] = MODELS.get(name)
+    params = dict(cfg.model_params.get(name, {}))
+    accepted = inspect.signature(factory).parameters
+    if "train" in accepted:
+        params["train"] = cfg.train
+    unknown = [k for k in params if k not in accepted]
+    if unknown:
+        allowed = [k for k in accepted if k not in ("frames", "bands", "train")]
+        raise ConfigError(f"model_params.{name}: {unknown} not accepted; {name} takes {allowed}")
+    return factory(frames=cfg.frames, bands=cfg.bands, **params)
+
+
+def evaluate(
+    model: RainModel, store: SampleStore, indices: npt.NDArray[np.int64]
+) -> list[Accumulator]:
+    """Pool the metric accumulators of ``model`` over the samples ``indices``."""
+    accumulators = metric_set()
+    for start in range(0, indices.size, EVAL_BLOCK):
+        batch = store.read(
+            indices[start : start + EVAL_BLOCK], frames=model.card.frames, bands=model.card.bands
+        )
+        pred = model.predict(batch.ir)
+        for acc in accumulators:
+            acc.update(pred, batch.rain, batch.valid)
+    return accumulators
+
+
+@dataclass
+class RunResult:
+    """What :func:`run_benchmark` produced."""
+
+    run_dir: Path
+    records: list[dict[str, Any]]
+    leaderboard_path: Path
+    markdown: str
+
+
+def run_benchmark(cfg: RunConfig, log: Callable[[str], None] = print) -> RunResult:
+    """Run the whole benchmark: store, split, train and evaluate each model, records, table.
+
+    Args:
+        cfg: The checked configuration.
+        log: Where progress lines go.
+
+    Returns:
+        The run directory, the records and the rendered leaderboard.
+    """
+    load_builtins()
+    started = time.perf_counter()
+    store = prepare_store(cfg.data, cfg.cache_dir, progress=cfg.progress)
+    log(f"store {store.root} ({len(store)} samples, dataset version {store.dataset_version})")
+    split = cfg.split.resolve(store.metadata)
+    log(f"split {cfg.split.name}:\n{split.summary(store.metadata).to_string(index=False)}")
+    run_id = f"{now_utc().replace(':', '').replace('-', '')}-{cfg.config_hash}"
+    run_dir = cfg.runs_dir / run_id
+    suffix = 1
+    while run_dir.exists():
+        run_dir = cfg.runs_dir / f"{run_id}.{suffix}"
+        suffix += 1
+    (run_dir / "models").mkdir(parents=True)
+    (run_dir / "records").mkdir()
+    device = str(resolve_device(cfg.train.device))
+    prov = provenance(device)
+    data = TrainData(store=store, train=split.sets["train"], val=split.sets["id_val"])
+    records = []
+    for name in cfg.models:
+        seed_everything(cfg.seed)
+        model = build_model(name, cfg)
+        t0 = time.perf_counter()
+        training = model.fit(data, seed=cfg.seed, progress=cfg.progress)
+        fit_s = time.perf_counter() - t0
+        if model.card.trainable:
+            model.save(run_dir / "models" / f"{name}.pt")
+        t0 = time.perf_counter()
+        metrics, sizes = {}, {}
+        for test_set, idx in split.test_sets.items():
+            scores: dict[str, float] = {}
+            for acc in evaluate(model, store, idx):
+                scores.update(acc.result())
+            metrics[test_set] = scores
+            sizes[test_set] = int(idx.size)
+        eval_s = time.perf_counter() - t0
+        record = {
+            "schema": SCHEMA,
+            "schema_version": SCHEMA_VERSION,
+            "run_id": run_dir.name,
+            "created": now_utc(),
+            "split": {
+                "name": cfg.split.name,
+                "description": cfg.split.description,
+                "sizes": {k: int(v.size) for k, v in split.sets.items()},
+                "dropped_by_buffer": split.dropped_by_buffer,
+            },
+            "model": model.card.to_json(),
+            "metrics": metrics,
+            "n_samples": sizes,
+            "config": cfg.resolved,
+            "dataset": {
+                "adapter": store.manifest["adapter"],
+                "version": store.dataset_version,
+                "store": str(store.root),
+            },
+            "seed": cfg.seed,
+            "training": training,
+            "provenance": prov,
+            "runtime_s": {"fit": fit_s, "evaluate": eval_s},
+        }
+        write_record(run_dir / "records" / f"{name}.json", record)
+        records.append(record)
+        id_scores = metrics.get("id_test", {})
+        log(
+            f"{name}: CSI@1 ID {id_scores.get('csi@1', float('nan')):.3f}, "
+            f"RMSE ID {id_scores.get('rmse', float('nan')):.3f} mm/h "
+            f"(fit {fit_s:.0f} s, evaluate {eval_s:.0f} s)"
+        )
+    markdown = leaderboard_markdown(records)
+    out = cfg.leaderboard_dir / f"{cfg.split.name}.md"
+    write_bytes_atomic(out, markdown.encode("utf-8"))
+    write_bytes_atomic(run_dir / "leaderboard.md", markdown.encode("utf-8"))
+    log(f"run {run_dir} finished in {time.perf_counter() - started:.0f} s")
+    return RunResult(run_dir=run_dir, records=records, leaderboard_path=out, markdown=markdown)
+
+
+def rebuild_store(data: dict[str, Any], cache_dir: Path, *, progress: bool = True) -> SampleStore:
+    """Delete the cached store of ``data`` and build it again."""
+    remove_store(store_path(cache_dir, data))
+    return prepare_store(data, cache_dir, progress=progress)

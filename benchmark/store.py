@@ -1,0 +1,519 @@
+"""The sample store: HDF5 shards, a metadata table and a manifest with the dataset version.
+
+Layout of a store directory::
+
+    manifest.json        what the store holds, its shards with sizes and checksums, and the
+                         dataset version (a hash of the content); written last, atomically
+    metadata.csv         one row per sample (region, time, season, patch origin, rain fraction …)
+    shard-00000.h5       ir (N,T,C,H,W) uint16 packed Tb (CF scale_factor/add_offset, K),
+    shard-00001.h5       rain (N,H,W) float32 mm/h (NaN = no data), valid (N,H,W) bool,
+    ...                  time (N,T) int64 s since 1970, and a metadata group (one column each)
+
+Every adapter, real or synthetic, writes through :class:`SampleStoreWriter`, which writes each
+shard atomically and records it in a progress file, so an interrupted build resumes where it
+stopped. :class:`SampleStore` reads samples at random with one HDF5 handle per shard and process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from qpebench import __version__
+from qpebench.atomic import write_bytes_atomic, write_json_atomic, write_with
+from qpebench.bands import validate_bands
+from qpebench.errors import ConfigError, StoreError, UnknownNameError, unknown_name_message
+from qpebench.sample import IR_UNITS, RAIN_UNITS, Sample
+
+FORMAT = "qpebench-sample-store"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+METADATA = "metadata.csv"
+PROGRESS = ".progress.json"
+
+#: Brightness temperature packing: uint16 counts, 0.01 K resolution from 100 K (CF convention).
+TB_SCALE = 0.01
+TB_OFFSET = 100.0
+_TB_FILL = np.iinfo(np.uint16).max
+
+
+@dataclass
+class SampleBatch:
+    """Several samples as stacked arrays plus their metadata rows (the store's unit of I/O)."""
+
+    ir: npt.NDArray[np.float32]
+    rain: npt.NDArray[np.float32]
+    valid: npt.NDArray[np.bool_]
+    time: npt.NDArray[np.int64]
+    metadata: pd.DataFrame
+
+    def __post_init__(self) -> None:
+        n = self.ir.shape[0]
+        if self.ir.ndim != 5:
+            raise ValueError(f"ir must be (N, T, C, H, W), got shape {self.ir.shape}")
+        h, w = self.ir.shape[-2:]
+        if self.rain.shape != (n, h, w) or self.valid.shape != (n, h, w):
+            raise ValueError(
+                f"rain {self.rain.shape} and valid {self.valid.shape} must be {(n, h, w)}"
+            )
+        if self.time.shape != (n, self.ir.shape[1]):
+            raise ValueError(f"time must be {(n, self.ir.shape[1])}, got {self.time.shape}")
+        if len(self.metadata) != n:
+            raise ValueError(f"metadata has {len(self.metadata)} rows for {n} samples")
+
+    def __len__(self) -> int:
+        return int(self.ir.shape[0])
+
+
+@dataclass
+class StoreSpec:
+    """What a store will hold, fixed before the first shard is written.
+
+    Attributes:
+        bands: Canonical bands, in array order.
+        frames: Frames per sample (T).
+        patch_shape: (H, W) of each patch.
+        adapter: Name of the adapter that writes the store.
+        adapter_config: The adapter's configuration (JSON-serialisable), part of the version.
+        grids: Grid definitions by name (CRS, cell size, corner), referenced by metadata rows.
+        sources: Source files with checksums (empty for generated data).
+    """
+
+    bands: tuple[str, ...]
+    frames: int
+    patch_shape: tuple[int, int]
+    adapter: str
+    adapter_config: dict[str, Any]
+    grids: dict[str, dict[str, Any]]
+    sources: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.bands = validate_bands(list(self.bands))
+        self.patch_shape = (int(self.patch_shape[0]), int(self.patch_shape[1]))
+        if self.frames < 1:
+            raise ConfigError(f"frames must be at least 1, got {self.frames}")
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the spec as plain JSON types."""
+        out = asdict(self)
+        out["bands"] = list(self.bands)
+        out["patch_shape"] = list(self.patch_shape)
+        return out
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def pack_tb(ir: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.uint16]:
+    """Pack brightness temperature in K into uint16 counts (0.01 K steps from 100 K)."""
+    counts = np.rint((ir - TB_OFFSET) / TB_SCALE)
+    if np.isnan(counts).any() or counts.min() < 0 or counts.max() >= _TB_FILL:
+        raise ValueError("brightness temperature is NaN or outside [100, 755] K; cannot pack")
+    out: npt.NDArray[np.uint16] = counts.astype(np.uint16)
+    return out
+
+
+def unpack_tb(counts: npt.NDArray[np.uint16]) -> npt.NDArray[np.float32]:
+    """Inverse of :func:`pack_tb`."""
+    return (counts.astype(np.float32) * np.float32(TB_SCALE) + np.float32(TB_OFFSET)).astype(
+        np.float32
+    )
+
+
+def _metadata_csv(frame: pd.DataFrame) -> bytes:
+    buf = io.StringIO()
+    frame.to_csv(buf, index=False, lineterminator="\n", float_format="%.6g")
+    return buf.getvalue().encode("utf-8")
+
+
+class SampleStoreWriter:
+    """Write a store shard by shard; resumable and atomic.
+
+    Args:
+        root: Store directory.
+        spec: What the store holds. If a progress file with the same spec exists, finished
+            shards are kept and :meth:`has_shard` reports them; with another spec the partial
+            store is discarded.
+
+    Raises:
+        StoreError: ``root`` already holds a finished store.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], spec: StoreSpec) -> None:
+        self.root = Path(root)
+        self.spec = spec
+        if (self.root / MANIFEST).exists():
+            raise StoreError(f"{self.root}: a finished sample store is already there")
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._progress: dict[str, Any] = {"spec": spec.to_json(), "shards": {}}
+        progress_path = self.root / PROGRESS
+        if progress_path.exists():
+            try:
+                old = json.loads(progress_path.read_text())
+            except (OSError, json.JSONDecodeError):
+                old = {}
+            if old.get("spec") == self._progress["spec"]:
+                self._progress["shards"] = {
+                    k: v for k, v in old.get("shards", {}).items() if self._intact(v)
+                }
+            else:
+                for stale in self.root.glob("shard-*.h5"):
+                    stale.unlink()
+
+    def _intact(self, entry: dict[str, Any]) -> bool:
+        path = self.root / entry["file"]
+        return bool(path.exists() and path.stat().st_size == entry["bytes"])
+
+    def has_shard(self, index: int) -> bool:
+        """Whether shard ``index`` was written completely by this or an earlier run."""
+        return str(index) in self._progress["shards"]
+
+    def write_shard(self, index: int, batch: SampleBatch) -> None:
+        """Write ``batch`` as shard ``index`` (atomically) and record it in the progress file.
+
+        Raises:
+            ValueError: The batch does not match the spec.
+        """
+        n, t, c, h, w = batch.ir.shape
+        if (t, c, (h, w)) != (self.spec.frames, len(self.spec.bands), self.spec.patch_shape):
+            raise ValueError(
+                f"batch of shape {batch.ir.shape} does not match the store spec "
+                f"(T={self.spec.frames}, C={len(self.spec.bands)}, HW={self.spec.patch_shape})"
+            )
+        counts = pack_tb(batch.ir)
+        rain = np.ascontiguousarray(batch.rain, dtype=np.float32)
+        valid = np.ascontiguousarray(batch.valid, dtype=np.bool_)
+        time = np.ascontiguousarray(batch.time, dtype=np.int64)
+        meta_csv = _metadata_csv(batch.metadata)
+        content = hashlib.sha256()
+        for part in (counts.tobytes(), rain.tobytes(), valid.tobytes(), time.tobytes(), meta_csv):
+            content.update(part)
+        name = f"shard-{index:05d}.h5"
+
+        def write(tmp: Path) -> None:
+            with h5py.File(tmp, "w", libver="latest", track_order=True) as f:
+                kw: dict[str, Any] = {"compression": "gzip", "compression_opts": 1, "shuffle": True}
+                d = f.create_dataset("ir", data=counts, chunks=(1, t, c, h, w), **kw)
+                d.attrs.update(
+                    units=IR_UNITS,
+                    standard_name="toa_brightness_temperature",
+                    scale_factor=TB_SCALE,
+                    add_offset=TB_OFFSET,
+                    _FillValue=_TB_FILL,
+                    bands=",".join(self.spec.bands),
+                )
+                d = f.create_dataset("rain", data=rain, chunks=(1, h, w), **kw)
+                d.attrs.update(units=RAIN_UNITS, standard_name="rainfall_rate")
+                f.create_dataset("valid", data=valid, chunks=(1, h, w), **kw)
+                d = f.create_dataset("time", data=time)
+                d.attrs.update(units="seconds since 1970-01-01T00:00:00Z", calendar="standard")
+                g = f.create_group("metadata")
+                for col in batch.metadata.columns:
+                    values = batch.metadata[col].to_numpy()
+                    if values.dtype == object:
+                        g.create_dataset(
+                            col, data=values.astype(str).astype(object), dtype=h5py.string_dtype()
+                        )
+                    else:
+                        g.create_dataset(col, data=values)
+
+        write_with(self.root / name, write)
+        self._progress["shards"][str(index)] = {
+            "file": name,
+            "n": n,
+            "bytes": (self.root / name).stat().st_size,
+            "sha256": _sha256_file(self.root / name),
+            "content_sha256": content.hexdigest(),
+            "metadata_csv": meta_csv.decode("utf-8"),
+        }
+        write_json_atomic(self.root / PROGRESS, self._progress, indent=0)
+
+    def finalize(self) -> SampleStore:
+        """Write the metadata table and the manifest; return the finished store.
+
+        Raises:
+            StoreError: No shard was written, or shard indices have gaps.
+        """
+        shards = self._progress["shards"]
+        if not shards:
+            raise StoreError(f"{self.root}: no shard was written")
+        order = sorted(shards, key=int)
+        if [int(k) for k in order] != list(range(len(order))):
+            raise StoreError(f"{self.root}: shards {order} are not numbered 0..{len(order) - 1}")
+        frames = []
+        for key in order:
+            part = pd.read_csv(io.StringIO(shards[key]["metadata_csv"]))
+            part.insert(0, "row", np.arange(len(part)))
+            part.insert(0, "shard", shards[key]["file"])
+            frames.append(part)
+        metadata = pd.concat(frames, ignore_index=True)
+        version = hashlib.sha256(
+            json.dumps(self.spec.to_json(), sort_keys=True).encode()
+            + "".join(shards[k]["content_sha256"] for k in order).encode()
+        ).hexdigest()[:16]
+        write_bytes_atomic(self.root / METADATA, _metadata_csv(metadata))
+        manifest = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "dataset_version": version,
+            "code_version": __version__,
+            "n_samples": len(metadata),
+            "units": {"ir": IR_UNITS, "rain": RAIN_UNITS},
+            **self.spec.to_json(),
+            "shards": [
+                {k: v for k, v in shards[key].items() if k != "metadata_csv"} for key in order
+            ],
+            "metadata_file": METADATA,
+        }
+        write_json_atomic(self.root / MANIFEST, manifest)
+        (self.root / PROGRESS).unlink(missing_ok=True)
+        return SampleStore(self.root)
+
+
+class SampleStore:
+    """Random-access reader of a finished store.
+
+    Args:
+        root: Store directory.
+
+    Raises:
+        StoreError: Not a finished store, or a shard is missing or truncated.
+    """
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        manifest_path = self.root / MANIFEST
+        if not manifest_path.exists():
+            hint = (
+                " (an interrupted build: run the same command again to resume)"
+                if (self.root / PROGRESS).exists()
+                else ""
+            )
+            raise StoreError(f"{self.root}: not a finished sample store, no {MANIFEST}{hint}")
+        try:
+            self.manifest: dict[str, Any] = json.loads(manifest_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise StoreError(f"{manifest_path}: not valid JSON ({exc})") from None
+        if self.manifest.get("format") != FORMAT:
+            raise StoreError(f"{manifest_path}: not a {FORMAT} manifest")
+        if self.manifest.get("format_version") != FORMAT_VERSION:
+            raise StoreError(
+                f"{manifest_path}: format version {self.manifest.get('format_version')}, "
+                f"this qpebench reads {FORMAT_VERSION}"
+            )
+        for shard in self.manifest["shards"]:
+            path = self.root / shard["file"]
+            if not path.exists():
+                raise StoreError(f"{path}: shard listed in the manifest is missing")
+            size = path.stat().st_size
+            if size != shard["bytes"]:
+                raise StoreError(
+                    f"{path}: shard is truncated or altered ({size} bytes, manifest says "
+                    f"{shard['bytes']})"
+                )
+        self.metadata = pd.read_csv(self.root / METADATA)
+        if len(self.metadata) != self.manifest["n_samples"]:
+            raise StoreError(
+                f"{self.root / METADATA}: {len(self.metadata)} rows, manifest says "
+                f"{self.manifest['n_samples']}"
+            )
+        self._shard_index = {s["file"]: i for i, s in enumerate(self.manifest["shards"])}
+        self._shard_of = self.metadata["shard"].map(self._shard_index).to_numpy()
+        self._row_of = self.metadata["row"].to_numpy()
+        self._files: dict[int, h5py.File] = {}
+        self._pid = os.getpid()
+
+    @property
+    def dataset_version(self) -> str:
+        """Content hash of the store: same data and spec, same version."""
+        return str(self.manifest["dataset_version"])
+
+    @property
+    def bands(self) -> tuple[str, ...]:
+        """Canonical bands in array order."""
+        return tuple(self.manifest["bands"])
+
+    @property
+    def frames(self) -> int:
+        """Frames per sample stored."""
+        return int(self.manifest["frames"])
+
+    @property
+    def patch_shape(self) -> tuple[int, int]:
+        """(H, W) of each patch."""
+        h, w = self.manifest["patch_shape"]
+        return int(h), int(w)
+
+    def __len__(self) -> int:
+        return len(self.metadata)
+
+    def _file(self, shard: int) -> h5py.File:
+        if os.getpid() != self._pid:  # forked into a data-loader worker: reopen
+            self._files = {}
+            self._pid = os.getpid()
+        if shard not in self._files:
+            path = self.root / self.manifest["shards"][shard]["file"]
+            try:
+                self._files[shard] = h5py.File(path, "r")
+            except OSError as exc:
+                raise StoreError(f"{path}: shard is corrupt or not HDF5 ({exc})") from None
+        return self._files[shard]
+
+    def band_indices(self, bands: Sequence[str] | None) -> list[int]:
+        """Positions of ``bands`` in the store's band axis (all bands for ``None``).
+
+        Raises:
+            UnknownNameError: A band is not in the store.
+        """
+        if bands is None:
+            return list(range(len(self.bands)))
+        out = []
+        for b in bands:
+            if b not in self.bands:
+                raise UnknownNameError(unknown_name_message("band in this store", b, self.bands))
+            out.append(self.bands.index(b))
+        return out
+
+    def read(
+        self,
+        indices: Iterable[int] | npt.NDArray[np.integer[Any]],
+        *,
+        frames: int | None = None,
+        bands: Sequence[str] | None = None,
+    ) -> SampleBatch:
+        """Read samples by global index, in the order given.
+
+        Args:
+            indices: Sample indices (rows of :attr:`metadata`).
+            frames: Keep the last ``frames`` frames (ending at the target time); all if ``None``.
+            bands: Canonical bands to keep, in this order; all if ``None``.
+
+        Returns:
+            The samples as a :class:`SampleBatch`.
+
+        Raises:
+            ConfigError: ``frames`` exceeds what the store holds.
+            StoreError: A shard cannot be read.
+        """
+        idx = np.asarray(list(indices) if not isinstance(indices, np.ndarray) else indices)
+        idx = idx.astype(np.int64)
+        if idx.size and (idx.min() < 0 or idx.max() >= len(self)):
+            raise IndexError(f"sample index out of range 0..{len(self) - 1}")
+        t_all = self.frames
+        t = t_all if frames is None else frames
+        if not 1 <= t <= t_all:
+            raise ConfigError(f"frames={frames}: the store holds {t_all} frames per sample")
+        band_idx = self.band_indices(bands)
+        h, w = self.patch_shape
+        n = idx.size
+        ir = np.empty((n, t, len(band_idx), h, w), np.float32)
+        rain = np.empty((n, h, w), np.float32)
+        valid = np.empty((n, h, w), np.bool_)
+        time = np.empty((n, t), np.int64)
+        shards = self._shard_of[idx]
+        for shard in np.unique(shards):
+            pos = np.flatnonzero(shards == shard)
+            rows = self._row_of[idx[pos]]
+            order = np.argsort(rows, kind="stable")
+            rows_sorted = rows[order]
+            uniq, inverse = np.unique(rows_sorted, return_inverse=True)
+            f = self._file(int(shard))
+            try:
+                counts = f["ir"][uniq.tolist(), t_all - t :]
+                r = f["rain"][uniq.tolist()]
+                v = f["valid"][uniq.tolist()]
+                tm = f["time"][uniq.tolist(), t_all - t :]
+            except (OSError, KeyError) as exc:
+                path = self.root / self.manifest["shards"][int(shard)]["file"]
+                raise StoreError(f"{path}: cannot read shard data ({exc})") from None
+            dest = pos[order]
+            ir[dest] = unpack_tb(counts[inverse][:, :, band_idx])
+            rain[dest] = r[inverse]
+            valid[dest] = v[inverse]
+            time[dest] = tm[inverse]
+        metadata = self.metadata.iloc[idx].reset_index(drop=True)
+        return SampleBatch(ir=ir, rain=rain, valid=valid, time=time, metadata=metadata)
+
+    def sample_meta(self, index: int) -> dict[str, Any]:
+        """The ``meta`` dict of sample ``index``: its metadata row, grid, units and versions."""
+        row = self.metadata.iloc[index].to_dict()
+        grid = self.manifest["grids"][row["grid"]]
+        meta: dict[str, Any] = {
+            str(k): (v.item() if hasattr(v, "item") else v) for k, v in row.items()
+        }
+        meta.update(
+            bands=list(self.bands),
+            ir_units=IR_UNITS,
+            rain_units=RAIN_UNITS,
+            crs=grid["crs"],
+            cell_size_m=grid["cell_size_m"],
+            patch_origin=(int(row["patch_row"]), int(row["patch_col"])),
+            dataset_version=self.dataset_version,
+        )
+        return meta
+
+    def coords(self, index: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """Cell-centre projected coordinates ``(y, x)`` in metres of sample ``index``."""
+        meta = self.sample_meta(index)
+        grid = self.manifest["grids"][meta["grid"]]
+        h, w = self.patch_shape
+        r0, c0 = meta["patch_origin"]
+        cell = float(grid["cell_size_m"])
+        y = grid["y_max"] - (r0 + np.arange(h) + 0.5) * cell
+        x = grid["x_min"] + (c0 + np.arange(w) + 0.5) * cell
+        return y, x
+
+    def __getitem__(self, index: int) -> Sample:
+        batch = self.read([index])
+        return Sample(
+            ir=batch.ir[0],
+            rain=batch.rain[0],
+            valid=batch.valid[0],
+            time=batch.time[0],
+            meta=self.sample_meta(index),
+        )
+
+    def verify(self) -> None:
+        """Check every shard's SHA-256 against the manifest.
+
+        Raises:
+            StoreError: The first shard whose checksum differs.
+        """
+        for shard in self.manifest["shards"]:
+            path = self.root / shard["file"]
+            if _sha256_file(path) != shard["sha256"]:
+                raise StoreError(f"{path}: checksum differs from the manifest (corrupt shard)")
+
+    def close(self) -> None:
+        """Close the open shard files."""
+        for f in self._files.values():
+            f.close()
+        self._files = {}
+
+    def __enter__(self) -> SampleStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def remove_store(root: str | os.PathLike[str]) -> None:
+    """Delete a store directory (finished or partial)."""
+    shutil.rmtree(root, ignore_errors=True)

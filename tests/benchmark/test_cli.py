@@ -1,0 +1,124 @@
+"""The command line end to end on a tiny configuration, and its one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from qpebench.cli import main
+from qpebench.config import compose_config, run_config
+from qpebench.errors import ConfigError, UnknownNameError
+from qpebench.records import RecordError, load_record
+
+
+def tiny_overrides(tmp_path, *extra):
+    return [
+        "data=synthetic_tiny",
+        "train=smoke",
+        "progress=false",
+        f"paths.cache={tmp_path / 'cache'}",
+        f"paths.runs={tmp_path / 'runs'}",
+        f"paths.leaderboard={tmp_path / 'board'}",
+        "data.regions.europe.n_samples=64",
+        *extra,
+    ]
+
+
+def one_error_line(capsys, argv) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("qpebench: error: ")
+    return err
+
+
+def test_run_end_to_end_is_reproducible(tmp_path, capsys):
+    argv = ["run", *tiny_overrides(tmp_path)]
+    assert main(argv) == 0
+    first = (tmp_path / "board" / "synthetic_europe_to_all.md").read_text()
+    out = capsys.readouterr().out
+    assert "| early_fusion |" in out and "ΔCSI@1 OOD−ID" in out
+    runs = sorted((tmp_path / "runs").iterdir())
+    records = [load_record(p) for p in sorted((runs[0] / "records").glob("*.json"))]
+    assert {r["model"]["name"] for r in records} == {
+        "zero_rain",
+        "auto_estimator",
+        "static_cnn",
+        "early_fusion",
+    }
+    rec = records[0]
+    assert set(rec["metrics"]) == {
+        "id_test",
+        "ood_test/conus",
+        "ood_test/tropics",
+        "ood_test/india",
+    }
+    assert rec["dataset"]["version"] and rec["provenance"]["packages"]["torch"]
+    assert rec["config"]["seed"] == 0 and rec["seed"] == 0
+    # same seed and config: same numbers, same page; a new run is a new record
+    assert main(argv) == 0
+    assert (tmp_path / "board" / "synthetic_europe_to_all.md").read_text() == first
+    assert len(list((tmp_path / "runs").iterdir())) == 2
+    # render from the records only
+    capsys.readouterr()
+    assert main(["leaderboard", "render", str(runs[0])]) == 0
+    assert capsys.readouterr().out.strip() == first.strip()
+
+
+def test_models_list_prints_cards(capsys):
+    assert main(["models", "list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("zero_rain", "auto_estimator", "static_cnn", "early_fusion"):
+        assert name in out
+    assert main(["models", "list", "--json", "static*"]) == 0
+    cards = json.loads(capsys.readouterr().out)
+    assert [c["name"] for c in cards] == ["static_cnn"] and cards[0]["parameters"] > 0
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("models=[static_cn]", "unknown model 'static_cn'; did you mean 'static_cnn'?"),
+        ("frames=0", "frames must be at least 1, got 0"),
+        ("frames=9", "frames=9 exceeds the 4 frames the data holds"),
+        ("train.epochs=-1", "train.epochs must be at least 1, got -1"),
+        ("split=europe_to_all", "unknown split config 'europe_to_all'"),
+        ("bands=[IR10.8,IR3.9]", r"bands \['IR3.9'\] are not in the data"),
+        (
+            "+data.regions.europa={n_samples:1,years:[2021,2021]}",
+            "unknown synthetic region 'europa'; did you mean 'europe'",
+        ),
+        ("data.regions.europe.n_samples=0", "data.regions.europe.n_samples must be positive"),
+        ("+model_params.static_cnn.depth=3", r"model_params.static_cnn: \['depth'\] not accepted"),
+        ("model_params={static_cnn:{depth:3}}", "To append to your config use"),
+    ],
+)
+def test_bad_config_values_give_one_clear_line(tmp_path, capsys, override, message):
+    err = one_error_line(capsys, ["run", *tiny_overrides(tmp_path, override)])
+    assert pytest.importorskip("re").search(message, err), err
+
+
+def test_corrupt_store_gives_one_clear_line(tmp_path, capsys):
+    assert main(["prepare", *tiny_overrides(tmp_path)]) == 0
+    store_dir = next((tmp_path / "cache" / "stores").iterdir())
+    shard = store_dir / "shard-00001.h5"
+    shard.write_bytes(shard.read_bytes()[:1000])
+    err = one_error_line(capsys, ["run", *tiny_overrides(tmp_path)])
+    assert "shard-00001.h5: shard is truncated or altered" in err
+    err = one_error_line(capsys, ["store", "verify", str(store_dir)])
+    assert "truncated" in err
+
+
+def test_config_api_errors():
+    with pytest.raises(UnknownNameError):
+        run_config(compose_config(["models=[nope]"]))
+    with pytest.raises(ConfigError, match="bad override"):
+        compose_config(["frames"])
+
+
+def test_bad_record_is_refused(tmp_path):
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({"schema": "qpebench-result", "schema_version": 1}))
+    with pytest.raises(RecordError, match="missing key 'run_id'"):
+        load_record(path)

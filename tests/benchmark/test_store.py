@@ -1,0 +1,214 @@
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from qpebench.errors import ConfigError, StoreError, UnknownNameError
+from qpebench.sample import validate_sample
+from qpebench.store import (
+    PROGRESS,
+    SampleBatch,
+    SampleStore,
+    SampleStoreWriter,
+    StoreSpec,
+    pack_tb,
+    unpack_tb,
+)
+from qpebench.torchdata import StoreDataset
+
+BANDS = ("IR10.8", "IR12.0")
+GRID = {
+    "g": {
+        "crs": "+proj=laea +lat_0=50 +lon_0=10 +ellps=WGS84 +units=m",
+        "cell_size_m": 4000.0,
+        "x_min": -400000.0,
+        "y_max": 400000.0,
+        "shape": [200, 200],
+    }
+}
+
+
+def make_batch(n: int, seed: int, t: int = 3, hw: int = 8) -> SampleBatch:
+    rng = np.random.default_rng(seed)
+    ir = rng.uniform(190, 310, (n, t, len(BANDS), hw, hw)).astype(np.float32)
+    valid = rng.random((n, hw, hw)) > 0.1
+    rain = np.where(valid, rng.gamma(0.5, 2.0, (n, hw, hw)), np.nan).astype(np.float32)
+    start = 1_700_000_000 + seed * 10_000
+    time = start + np.arange(n)[:, None] * 3600 + np.arange(t)[None, :] * 900
+    meta = pd.DataFrame(
+        {
+            "region": "europe",
+            "satellite": "Meteosat-11",
+            "sensor": "SEVIRI",
+            "radar_network": "OPERA",
+            "grid": "g",
+            "time": pd.to_datetime(time[:, -1], unit="s", utc=True).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "patch_row": rng.integers(0, 100, n),
+            "patch_col": rng.integers(0, 100, n),
+            "frame_step_s": 900,
+            "accumulation_s": 0,
+            "rain_fraction": rng.random(n),
+        }
+    )
+    return SampleBatch(ir=ir, rain=rain, valid=valid, time=time.astype(np.int64), metadata=meta)
+
+
+def spec(**kw) -> StoreSpec:
+    args = {
+        "bands": BANDS,
+        "frames": 3,
+        "patch_shape": (8, 8),
+        "adapter": "test",
+        "adapter_config": {"k": 1},
+        "grids": GRID,
+    }
+    args.update(kw)
+    return StoreSpec(**args)
+
+
+def write_store(root, batches, **kw) -> SampleStore:
+    writer = SampleStoreWriter(root, spec(**kw))
+    for i, b in enumerate(batches):
+        writer.write_shard(i, b)
+    return writer.finalize()
+
+
+def test_round_trip_random_access(tmp_path):
+    batches = [make_batch(5, 0), make_batch(4, 1)]
+    store = write_store(tmp_path / "s", batches)
+    assert len(store) == 9 and store.bands == BANDS and store.frames == 3
+    ir = np.concatenate([b.ir for b in batches])
+    rain = np.concatenate([b.rain for b in batches])
+    order = [7, 0, 3, 3, 8, 5]
+    out = store.read(order)
+    np.testing.assert_allclose(out.ir, ir[order], atol=0.0051)  # 0.01 K packing
+    np.testing.assert_array_equal(out.rain, rain[order])
+    assert list(out.metadata["row"]) == [2, 0, 3, 3, 3, 0]
+    last = store.read([1, 6], frames=1, bands=["IR12.0"])
+    np.testing.assert_allclose(last.ir[:, 0, 0], ir[[1, 6], -1, 1], atol=0.0051)
+    assert last.time.shape == (2, 1)
+
+
+def test_sample_follows_the_interface(tmp_path):
+    store = write_store(tmp_path / "s", [make_batch(3, 0)])
+    sample = validate_sample(store[2], name="s[2]")
+    assert sample["meta"]["crs"].startswith("+proj=laea")
+    assert sample["meta"]["dataset_version"] == store.dataset_version
+    y, x = store.coords(2)
+    r0, _ = sample["meta"]["patch_origin"]
+    assert y[0] == pytest.approx(400000 - (r0 + 0.5) * 4000)  # cell centres, not corners
+    assert x[1] - x[0] == 4000
+
+
+def test_pack_precision_and_range():
+    tb = np.array([100.0, 200.004, 355.5], np.float32)
+    assert np.abs(unpack_tb(pack_tb(tb)) - tb).max() <= 0.0051
+    with pytest.raises(ValueError, match="cannot pack"):
+        pack_tb(np.array([np.nan], np.float32))
+
+
+def test_version_is_a_content_hash(tmp_path):
+    a = write_store(tmp_path / "a", [make_batch(4, 0)])
+    b = write_store(tmp_path / "b", [make_batch(4, 0)])
+    c = write_store(tmp_path / "c", [make_batch(4, 1)])
+    d = write_store(tmp_path / "d", [make_batch(4, 0)], adapter_config={"k": 2})
+    assert a.dataset_version == b.dataset_version
+    assert len({a.dataset_version, c.dataset_version, d.dataset_version}) == 3
+
+
+def test_resume_keeps_finished_shards(tmp_path):
+    root = tmp_path / "s"
+    w = SampleStoreWriter(root, spec())
+    w.write_shard(0, make_batch(3, 0))
+    mtime = (root / "shard-00000.h5").stat().st_mtime_ns
+    # a crash here: no manifest yet, the store cannot be opened
+    with pytest.raises(StoreError, match="interrupted build"):
+        SampleStore(root)
+    w2 = SampleStoreWriter(root, spec())
+    assert w2.has_shard(0) and not w2.has_shard(1)
+    w2.write_shard(1, make_batch(3, 1))
+    store = w2.finalize()
+    assert (root / "shard-00000.h5").stat().st_mtime_ns == mtime
+    assert not (root / PROGRESS).exists()
+    full = write_store(tmp_path / "full", [make_batch(3, 0), make_batch(3, 1)])
+    assert store.dataset_version == full.dataset_version
+
+
+def test_resume_with_another_spec_starts_over(tmp_path):
+    root = tmp_path / "s"
+    SampleStoreWriter(root, spec()).write_shard(0, make_batch(3, 0))
+    w = SampleStoreWriter(root, spec(adapter_config={"k": 9}))
+    assert not w.has_shard(0) and not (root / "shard-00000.h5").exists()
+
+
+def test_truncated_shard_is_reported(tmp_path):
+    store = write_store(tmp_path / "s", [make_batch(3, 0), make_batch(3, 1)])
+    path = store.root / "shard-00001.h5"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(StoreError, match=r"shard-00001.h5: shard is truncated or altered"):
+        SampleStore(store.root)
+
+
+def test_corrupt_shard_is_reported(tmp_path):
+    store = write_store(tmp_path / "s", [make_batch(3, 0)])
+    path = store.root / "shard-00000.h5"
+    size = path.stat().st_size
+    path.write_bytes(b"\0" * size)  # same size, garbage content
+    reopened = SampleStore(store.root)
+    with pytest.raises(StoreError, match=r"shard-00000.h5: shard is corrupt or not HDF5"):
+        reopened.read([0])
+    with pytest.raises(StoreError, match="checksum differs"):
+        reopened.verify()
+
+
+def test_missing_shard_and_bad_manifest(tmp_path):
+    store = write_store(tmp_path / "s", [make_batch(3, 0)])
+    shutil.copytree(store.root, tmp_path / "t")
+    (tmp_path / "t" / "shard-00000.h5").unlink()
+    with pytest.raises(StoreError, match="shard listed in the manifest is missing"):
+        SampleStore(tmp_path / "t")
+    manifest = json.loads((store.root / "manifest.json").read_text())
+    manifest["format_version"] = 99
+    (store.root / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(StoreError, match="format version 99"):
+        SampleStore(store.root)
+
+
+def test_writer_refuses_finished_store_and_bad_batch(tmp_path):
+    store = write_store(tmp_path / "s", [make_batch(3, 0)])
+    with pytest.raises(StoreError, match="already there"):
+        SampleStoreWriter(store.root, spec())
+    w = SampleStoreWriter(tmp_path / "u", spec(frames=2))
+    with pytest.raises(ValueError, match="does not match the store spec"):
+        w.write_shard(0, make_batch(3, 0))
+
+
+def test_read_arguments_are_checked(tmp_path):
+    store = write_store(tmp_path / "s", [make_batch(3, 0)])
+    with pytest.raises(ConfigError, match="frames=4: the store holds 3"):
+        store.read([0], frames=4)
+    with pytest.raises(UnknownNameError, match="unknown band in this store 'WV6.2'"):
+        store.read([0], bands=["WV6.2"])
+    with pytest.raises(IndexError):
+        store.read([3])
+
+
+def test_torch_dataset_streams_and_preloads(tmp_path):
+    store = write_store(tmp_path / "s", [make_batch(4, 0), make_batch(4, 1)])
+    idx = np.array([6, 1, 3])
+    lazy = StoreDataset(store, idx, frames=2, bands=["IR12.0"])
+    eager = StoreDataset(store, idx, frames=2, bands=["IR12.0"], preload=True)
+    for i in range(3):
+        a, b = lazy[i], eager[i]
+        assert a["ir"].shape == (2, 1, 8, 8) and a["index"] == b["index"] == idx[i]
+        assert torch.equal(a["ir"], b["ir"]) and torch.equal(a["valid"], b["valid"])
+        assert not torch.isnan(a["rain"]).any()
+        assert (a["rain"][~a["valid"]] == 0).all()
+    loader = torch.utils.data.DataLoader(lazy, batch_size=2, num_workers=2)
+    assert sum(len(b["index"]) for b in loader) == 3
