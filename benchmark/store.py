@@ -34,8 +34,14 @@ import pandas as pd
 from qpebench import __version__
 from qpebench.atomic import write_bytes_atomic, write_json_atomic, write_with
 from qpebench.bands import validate_bands
-from qpebench.errors import ConfigError, StoreError, UnknownNameError, unknown_name_message
-from qpebench.sample import IR_UNITS, RAIN_UNITS, Sample
+from qpebench.errors import (
+    ConfigError,
+    SampleValidationError,
+    StoreError,
+    UnknownNameError,
+    unknown_name_message,
+)
+from qpebench.sample import IR_UNITS, RAIN_UNITS, Sample, validate_sample
 
 FORMAT = "qpebench-sample-store"
 FORMAT_VERSION = 1
@@ -188,14 +194,44 @@ class SampleStoreWriter:
     def write_shard(self, index: int, batch: SampleBatch) -> None:
         """Write ``batch`` as shard ``index`` (atomically) and record it in the progress file.
 
+        Every sample is checked against the interface first.
+
         Raises:
             ValueError: The batch does not match the spec.
+            SampleValidationError: A sample breaks the interface (names the shard and sample).
         """
         n, t, c, h, w = batch.ir.shape
         if (t, c, (h, w)) != (self.spec.frames, len(self.spec.bands), self.spec.patch_shape):
             raise ValueError(
                 f"batch of shape {batch.ir.shape} does not match the store spec "
                 f"(T={self.spec.frames}, C={len(self.spec.bands)}, HW={self.spec.patch_shape})"
+            )
+        name = f"shard-{index:05d}.h5"
+        for i, row in enumerate(batch.metadata.to_dict("records")):
+            grid = self.spec.grids.get(str(row.get("grid")))
+            if grid is None:
+                raise SampleValidationError(
+                    f"{self.root / name} sample {i}: grid {row.get('grid')!r} is not in the "
+                    f"store spec ({sorted(self.spec.grids)})"
+                )
+            meta = {
+                **row,
+                "bands": list(self.spec.bands),
+                "ir_units": IR_UNITS,
+                "rain_units": RAIN_UNITS,
+                "crs": grid["crs"],
+                "cell_size_m": grid["cell_size_m"],
+                "patch_origin": (row.get("patch_row"), row.get("patch_col")),
+            }
+            validate_sample(
+                Sample(
+                    ir=batch.ir[i],
+                    rain=batch.rain[i],
+                    valid=batch.valid[i],
+                    time=batch.time[i],
+                    meta=meta,
+                ),
+                name=f"{self.root / name} sample {i}",
             )
         counts = pack_tb(batch.ir)
         rain = np.ascontiguousarray(batch.rain, dtype=np.float32)
@@ -205,7 +241,6 @@ class SampleStoreWriter:
         content = hashlib.sha256()
         for part in (counts.tobytes(), rain.tobytes(), valid.tobytes(), time.tobytes(), meta_csv):
             content.update(part)
-        name = f"shard-{index:05d}.h5"
 
         def write(tmp: Path) -> None:
             with h5py.File(tmp, "w", libver="latest", track_order=True) as f:

@@ -15,8 +15,11 @@ chunk)``, so a store can be built (and resumed) shard by shard.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import zlib
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -593,6 +596,7 @@ def build_synthetic_store(
     seed: int = 0,
     shard_size: int = 128,
     progress: bool = True,
+    workers: int | None = None,
 ) -> SampleStore:
     """Generate the synthetic multi-region store at ``root`` (or resume an interrupted build).
 
@@ -605,6 +609,8 @@ def build_synthetic_store(
         seed: Seed; the same seed and configuration give the same dataset version.
         shard_size: Samples per shard (one generator chunk each).
         progress: Show a progress bar.
+        workers: Processes rendering shards (default: one per CPU core); the content does not
+            depend on it.
 
     Returns:
         The finished store.
@@ -630,17 +636,51 @@ def build_synthetic_store(
         grids={r.region: region_grid(get_region(r.region)) for r in requests},
     )
     writer = SampleStoreWriter(root, spec)
-    jobs = []
+    jobs: list[tuple[int, _Job]] = []
+    index = 0
     for req in requests:
         preset = get_region(req.region)
         times = target_times(preset, req.n_samples, req.years, seed)
         for c, start in enumerate(range(0, req.n_samples, shard_size)):
-            jobs.append((preset, times[start : start + shard_size], c))
-    for index, (preset, chunk_times, c) in enumerate(
-        tqdm(jobs, desc="synthetic shards", unit="shard", disable=not progress)
-    ):
-        if writer.has_shard(index):
-            continue
-        batch = render_chunk(preset, config, chunk_times, region_seed(seed, preset.name, c))
-        writer.write_shard(index, batch)
+            if not writer.has_shard(index):
+                job = (
+                    preset,
+                    config,
+                    times[start : start + shard_size],
+                    region_seed(seed, preset.name, c),
+                )
+                jobs.append((index, job))
+            index += 1
+    n_workers = min(workers or os.cpu_count() or 1, len(jobs))
+    bar = tqdm(
+        total=index,
+        initial=index - len(jobs),
+        desc="synthetic shards",
+        unit="shard",
+        disable=not progress,
+    )
+    with bar:
+        if n_workers <= 1:
+            for i, job in jobs:
+                writer.write_shard(i, _render_job(job))
+                bar.update()
+        else:
+            # Render in worker processes, write in order here. Fork where there is fork (the
+            # renderer uses numpy/scipy only, no OpenMP), so scripts and notebooks work too.
+            methods = multiprocessing.get_all_start_methods()
+            ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+            with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx) as pool:
+                for (i, _), batch in zip(
+                    jobs, pool.map(_render_job, [j for _, j in jobs]), strict=True
+                ):
+                    writer.write_shard(i, batch)
+                    bar.update()
     return writer.finalize()
+
+
+_Job = tuple[RegionPreset, SyntheticConfig, npt.NDArray[np.int64], list[int]]
+
+
+def _render_job(job: _Job) -> SampleBatch:
+    preset, config, times, seed = job
+    return render_chunk(preset, config, times, seed)

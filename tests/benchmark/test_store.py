@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from qpebench.errors import ConfigError, StoreError, UnknownNameError
+from qpebench.errors import ConfigError, SampleValidationError, StoreError, UnknownNameError
 from qpebench.sample import validate_sample
 from qpebench.store import (
     PROGRESS,
@@ -187,6 +187,19 @@ def test_writer_refuses_finished_store_and_bad_batch(tmp_path):
     w = SampleStoreWriter(tmp_path / "u", spec(frames=2))
     with pytest.raises(ValueError, match="does not match the store spec"):
         w.write_shard(0, make_batch(3, 0))
+
+
+def test_writer_validates_every_sample(tmp_path):
+    w = SampleStoreWriter(tmp_path / "s", spec())
+    bad = make_batch(3, 0)
+    bad.ir[2, 1, 0, 4, 4] = np.nan
+    with pytest.raises(SampleValidationError, match=r"shard-00000.h5 sample 2: ir contains NaN"):
+        w.write_shard(0, bad)
+    bad = make_batch(3, 0)
+    bad.time[1, 2] += 60
+    with pytest.raises(SampleValidationError, match="sample 1: frames are not evenly spaced"):
+        w.write_shard(0, bad)
+    assert not (tmp_path / "s" / "shard-00000.h5").exists()
 
 
 def test_read_arguments_are_checked(tmp_path):
