@@ -36,7 +36,7 @@ test: lint typecheck unit
 
 bench: $(VENV)/.installed
 	$(BIN)/python -P benchmarks/store_read.py
-	$(BIN)/python -P benchmarks/synthetic_generation.py
+	bash benchmarks/demo_fresh_clone.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

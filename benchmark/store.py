@@ -214,8 +214,8 @@ class SampleStoreWriter:
                     f"{self.root / name} sample {i}: grid {row.get('grid')!r} is not in the "
                     f"store spec ({sorted(self.spec.grids)})"
                 )
-            meta = {
-                **row,
+            meta: dict[str, Any] = {
+                **{str(k): v for k, v in row.items()},
                 "bands": list(self.spec.bands),
                 "ir_units": IR_UNITS,
                 "rain_units": RAIN_UNITS,
