@@ -322,6 +322,30 @@ class SampleStoreWriter:
         return SampleStore(self.root)
 
 
+_ARRAYS = ("ir", "rain", "valid", "time")
+
+
+def _read_rows(
+    datasets: tuple[h5py.Dataset, ...], rows: npt.NDArray[np.int64], first_frame: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Read sorted unique ``rows`` of a shard's ``ir, rain, valid, time``, frames on from one.
+
+    Contiguous runs of rows are read as slices, much faster in h5py than fancy indexing.
+    """
+    ir, rain, valid, time = datasets
+    cuts = np.flatnonzero(np.diff(rows) != 1) + 1
+    parts: list[tuple[np.ndarray, ...]] = []
+    for run in np.split(rows, cuts):
+        lo, hi = int(run[0]), int(run[-1]) + 1
+        parts.append(
+            (ir[lo:hi, first_frame:], rain[lo:hi], valid[lo:hi], time[lo:hi, first_frame:])
+        )
+    if len(parts) == 1:
+        return parts[0]  # type: ignore[return-value]
+    a, b, c, d = (np.concatenate(p) for p in zip(*parts, strict=True))
+    return a, b, c, d
+
+
 class SampleStore:
     """Random-access reader of a finished store.
 
@@ -373,6 +397,7 @@ class SampleStore:
         self._shard_of = self.metadata["shard"].map(self._shard_index).to_numpy()
         self._row_of = self.metadata["row"].to_numpy()
         self._files: dict[int, h5py.File] = {}
+        self._datasets: dict[int, tuple[h5py.Dataset, ...]] = {}
         self._pid = os.getpid()
 
     @property
@@ -399,17 +424,20 @@ class SampleStore:
     def __len__(self) -> int:
         return len(self.metadata)
 
-    def _file(self, shard: int) -> h5py.File:
+    def _shard_arrays(self, shard: int) -> tuple[h5py.Dataset, ...]:
+        """The open ``ir, rain, valid, time`` datasets of a shard (one handle per process)."""
         if os.getpid() != self._pid:  # forked into a data-loader worker: reopen
-            self._files = {}
+            self._files, self._datasets = {}, {}
             self._pid = os.getpid()
-        if shard not in self._files:
+        if shard not in self._datasets:
             path = self.root / self.manifest["shards"][shard]["file"]
             try:
-                self._files[shard] = h5py.File(path, "r")
-            except OSError as exc:
+                f = h5py.File(path, "r")
+                self._datasets[shard] = tuple(f[name] for name in _ARRAYS)
+            except (OSError, KeyError) as exc:
                 raise StoreError(f"{path}: shard is corrupt or not HDF5 ({exc})") from None
-        return self._files[shard]
+            self._files[shard] = f
+        return self._datasets[shard]
 
     def band_indices(self, bands: Sequence[str] | None) -> list[int]:
         """Positions of ``bands`` in the store's band axis (all bands for ``None``).
@@ -469,12 +497,9 @@ class SampleStore:
             order = np.argsort(rows, kind="stable")
             rows_sorted = rows[order]
             uniq, inverse = np.unique(rows_sorted, return_inverse=True)
-            f = self._file(int(shard))
+            arrays = self._shard_arrays(int(shard))
             try:
-                counts = f["ir"][uniq.tolist(), t_all - t :]
-                r = f["rain"][uniq.tolist()]
-                v = f["valid"][uniq.tolist()]
-                tm = f["time"][uniq.tolist(), t_all - t :]
+                counts, r, v, tm = _read_rows(arrays, uniq, t_all - t)
             except (OSError, KeyError) as exc:
                 path = self.root / self.manifest["shards"][int(shard)]["file"]
                 raise StoreError(f"{path}: cannot read shard data ({exc})") from None
@@ -540,7 +565,7 @@ class SampleStore:
         """Close the open shard files."""
         for f in self._files.values():
             f.close()
-        self._files = {}
+        self._files, self._datasets = {}, {}
 
     def __enter__(self) -> SampleStore:
         return self
