@@ -36,6 +36,7 @@ test: lint typecheck unit
 
 bench: $(VENV)/.installed
 	$(BIN)/python -P benchmarks/store_read.py
+	$(BIN)/python -P benchmarks/synthetic_build.py
 	bash benchmarks/demo_fresh_clone.sh
 
 clean:
