@@ -30,6 +30,8 @@ import h5py
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+import xarray as xr
+from pyproj import CRS
 
 from qpebench import __version__
 from qpebench.atomic import write_bytes_atomic, write_json_atomic, write_with
@@ -549,6 +551,54 @@ class SampleStore:
             time=batch.time[0],
             meta=self.sample_meta(index),
         )
+
+    def to_xarray(self, index: int) -> xr.Dataset:
+        """Sample ``index`` as a CF-annotated ``xarray.Dataset``.
+
+        Variables ``ir (time, band, y, x)`` in K, ``rain (y, x)`` in mm/h (NaN = no data) and
+        ``valid (y, x)``; cell-centre projected coordinates ``y``/``x`` in metres; a ``crs``
+        grid-mapping variable from pyproj; the sample metadata as attributes.
+        """
+        sample = self[index]
+        meta = sample["meta"]
+        y, x = self.coords(index)
+        crs = CRS.from_user_input(meta["crs"])
+        grid_mapping = crs.to_cf()
+        times = sample["time"].astype("datetime64[s]").astype("datetime64[ns]")
+        ds = xr.Dataset(
+            {
+                "ir": (
+                    ("time", "band", "y", "x"),
+                    sample["ir"],
+                    {
+                        "units": IR_UNITS,
+                        "standard_name": "toa_brightness_temperature",
+                        "grid_mapping": "crs",
+                    },
+                ),
+                "rain": (
+                    ("y", "x"),
+                    sample["rain"],
+                    {"units": "mm h-1", "standard_name": "rainfall_rate", "grid_mapping": "crs"},
+                ),
+                "valid": (
+                    ("y", "x"),
+                    sample["valid"],
+                    {"long_name": "radar data available and passing quality control"},
+                ),
+                "crs": ((), 0, grid_mapping),
+            },
+            coords={
+                "time": ("time", times, {"standard_name": "time"}),
+                "band": ("band", list(self.bands), {"long_name": "canonical band"}),
+                "y": ("y", y, {"units": "m", "standard_name": "projection_y_coordinate"}),
+                "x": ("x", x, {"units": "m", "standard_name": "projection_x_coordinate"}),
+            },
+        )
+        skip = {"bands", "crs", "patch_origin"}
+        ds.attrs.update({k: v for k, v in meta.items() if k not in skip and v is not None})
+        ds.attrs["valid_time"] = str(times[-1].astype("datetime64[s]")) + "Z"
+        return ds
 
     def verify(self) -> None:
         """Check every shard's SHA-256 against the manifest.

@@ -105,6 +105,20 @@ def test_sample_follows_the_interface(tmp_path):
     assert x[1] - x[0] == 4000
 
 
+def test_sample_as_cf_xarray(tmp_path):
+    store = write_store(tmp_path / "s", [make_batch(3, 0)])
+    ds = store.to_xarray(1)
+    assert ds["ir"].dims == ("time", "band", "y", "x") and ds["ir"].attrs["units"] == "K"
+    assert ds["rain"].attrs["units"] == "mm h-1" and ds["rain"].attrs["grid_mapping"] == "crs"
+    assert ds["crs"].attrs["grid_mapping_name"] == "lambert_azimuthal_equal_area"
+    assert list(ds["band"].values) == list(BANDS)
+    y, x = store.coords(1)
+    assert np.array_equal(ds["y"].values, y) and np.array_equal(ds["x"].values, x)
+    assert ds.attrs["region"] == "europe" and ds.attrs["frame_step_s"] == 900
+    assert ds.attrs["valid_time"] == store.metadata["time"][1]
+    np.testing.assert_array_equal(ds["rain"].values, store[1]["rain"])
+
+
 def test_pack_precision_and_range():
     tb = np.array([100.0, 200.004, 355.5], np.float32)
     assert np.abs(unpack_tb(pack_tb(tb)) - tb).max() <= 0.0051
