@@ -32,7 +32,7 @@ def _block(c_in: int, c_out: int) -> nn.Sequential:
 class UNet2d(nn.Module):
     """Three-level U-Net mapping ``(N, C_in, H, W)`` to ``z = log1p(rain) ≥ 0`` ``(N, H, W)``.
 
-    H and W must be multiples of 4.
+    Any H and W: the input is padded (edge values) to multiples of 4 and the output cropped.
     """
 
     def __init__(self, in_channels: int, width: int = 16) -> None:
@@ -47,12 +47,15 @@ class UNet2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, C_in, H, W)`` → ``(N, H, W)``."""
+        h, w = x.shape[-2:]
+        if h % 4 or w % 4:
+            x = F.pad(x, (0, -w % 4, 0, -h % 4), mode="replicate")
         e1 = self.enc1(x)
         e2 = self.enc2(F.max_pool2d(e1, 2))
         e3 = self.enc3(F.max_pool2d(e2, 2))
         d2 = self.dec2(torch.cat([F.interpolate(e3, scale_factor=2.0), e2], dim=1))
         d1 = self.dec1(torch.cat([F.interpolate(d2, scale_factor=2.0), e1], dim=1))
-        return F.softplus(self.head(d1))[:, 0]
+        return F.softplus(self.head(d1))[:, 0, :h, :w]
 
 
 class LastFrame(nn.Module):

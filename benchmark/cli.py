@@ -22,7 +22,7 @@ from pathlib import Path
 from qpebench import __version__
 from qpebench.config import compose_config, run_config
 from qpebench.errors import QpebenchError
-from qpebench.records import load_record
+from qpebench.records import RecordError, load_record
 from qpebench.registry import MODELS, load_builtins
 from qpebench.store import SampleStore
 
@@ -83,6 +83,8 @@ def _render(paths: Sequence[Path], out: Path | None) -> None:
     files: list[Path] = []
     for p in paths:
         files.extend(sorted((p / "records").glob("*.json")) if p.is_dir() else [p])
+    if not files:
+        raise RecordError(f"no result record in {[str(p) for p in paths]}")
     text = leaderboard_markdown([load_record(f) for f in files])
     if out is None:
         print(text)

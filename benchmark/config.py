@@ -8,8 +8,8 @@ line that names the key, the bad value and what is allowed.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
+import inspect
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,7 +24,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from qpebench.bands import validate_bands
 from qpebench.errors import ConfigError, UnknownNameError, unknown_name_message
-from qpebench.registry import MODELS
+from qpebench.registry import DATASETS, MODELS, load_builtins
 from qpebench.splits import SplitSpec
 from qpebench.training import TrainSettings
 
@@ -74,6 +74,33 @@ def _int(cfg: DictConfig, key: str, minimum: int) -> int:
     return value
 
 
+def _check_data(data: dict[str, Any]) -> None:
+    """Check the ``data`` group against the signature of its registered adapter.
+
+    Raises:
+        ConfigError: No adapter, an argument the adapter does not take, or a value that is not
+            of the annotated type (int, bool, str).
+        UnknownNameError: An unknown adapter.
+    """
+    adapter = data.get("adapter")
+    if adapter is None:
+        raise ConfigError("data.adapter is missing: which adapter builds the store?")
+    params = inspect.signature(DATASETS.get(str(adapter))).parameters
+    allowed = [k for k, p in params.items() if p.kind == p.KEYWORD_ONLY and k != "progress"]
+    for key, value in data.items():
+        if key == "adapter":
+            continue
+        if key not in allowed:
+            raise ConfigError(f"data.{key}: {adapter} takes no {key!r}; it takes {allowed}")
+        kind = _SIMPLE_TYPES.get(str(params[key].annotation))
+        wrong_bool = kind is int and isinstance(value, bool)
+        if kind is not None and (wrong_bool or not isinstance(value, kind)):
+            raise ConfigError(f"data.{key} must be {kind.__name__}, got {value!r}")
+
+
+_SIMPLE_TYPES: dict[str, type] = {"int": int, "bool": bool, "str": str}
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """A checked run configuration (see ``qpebench/conf/config.yaml``)."""
@@ -106,6 +133,7 @@ def run_config(cfg: DictConfig) -> RunConfig:
         ConfigError: A value of the wrong type or out of range.
         UnknownNameError: An unknown model or band.
     """
+    load_builtins()
     try:
         resolved: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
     except OmegaConfBaseException as exc:
@@ -131,16 +159,20 @@ def run_config(cfg: DictConfig) -> RunConfig:
     params = resolved.get("model_params") or {}
     for name in params:
         if name not in models:
-            close = difflib.get_close_matches(str(name), models, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(f"model_params.{name}: {name!r} is not in models {models}{hint}")
+            raise ConfigError(
+                f"model_params.{name}: " + unknown_name_message("model in models", name, models)
+            )
     train_cfg = dict(resolved["train"])
-    try:
-        train = TrainSettings(**train_cfg)
-    except TypeError as exc:
-        raise ConfigError(f"train: {exc}") from None
-    for key in ("epochs", "batch_size", "patience"):
-        _int(cfg, f"train.{key}", 1)
+    unknown = sorted(set(train_cfg) - set(TrainSettings.__dataclass_fields__))
+    if unknown:
+        raise ConfigError(
+            f"train: unknown keys {unknown}; allowed: {sorted(TrainSettings.__dataclass_fields__)}"
+        )
+    train = TrainSettings(**train_cfg)
+    _check_data(data)
+    progress = resolved.get("progress", True)
+    if not isinstance(progress, bool):
+        raise ConfigError(f"progress must be true or false, got {progress!r}")
     paths = resolved["paths"]
     return RunConfig(
         data=data,
@@ -151,7 +183,7 @@ def run_config(cfg: DictConfig) -> RunConfig:
         frames=frames,
         bands=bands,
         seed=seed,
-        progress=bool(resolved.get("progress", True)),
+        progress=progress,
         cache_dir=Path(paths["cache"]),
         runs_dir=Path(paths["runs"]),
         leaderboard_dir=Path(paths["leaderboard"]),

@@ -107,9 +107,10 @@ def write_record(path: Path, record: dict[str, Any]) -> Path:
     """
     record = _json_safe(record)
     validate_record(record, str(path))
-    if path.exists():
-        raise FileExistsError(f"{path}: a result record is never overwritten")
-    write_json_atomic(path, record)
+    try:
+        write_json_atomic(path, record, exclusive=True)
+    except FileExistsError:
+        raise FileExistsError(f"{path}: a result record is never overwritten") from None
     return path
 
 

@@ -86,14 +86,22 @@ class Registry(Generic[T]):
     def load_plugins(self) -> list[str]:
         """Load this registry's entry points; a failing plugin warns instead of raising.
 
+        An entry point naming a module (``my_models = pkg.models``) is imported and registers
+        what it defines; one naming an object (``my_model = pkg.models:build``) registers that
+        object under the entry point's name.
+
         Returns:
             The names of the entry points that loaded.
         """
         loaded = []
         for ep in entry_points(group=self.group):
             try:
-                ep.load()
-            except Exception as exc:
+                obj = ep.load()
+                # ``name = pkg.module`` registers itself on import; ``name = pkg:factory``
+                # points at the object to register under the entry point's name.
+                if ep.name not in self._items and ":" in ep.value:
+                    self.register(ep.name, obj)
+            except Exception as exc:  # one broken plugin must not break the rest
                 warnings.warn(
                     f"qpebench: {self.kind} plugin {ep.name!r} ({ep.value}) failed to load: {exc}",
                     RuntimeWarning,

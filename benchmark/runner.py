@@ -42,8 +42,9 @@ def store_path(cache_dir: Path, data: dict[str, Any]) -> Path:
 def prepare_store(data: dict[str, Any], cache_dir: Path, *, progress: bool = True) -> SampleStore:
     """Open the store of ``data`` from the cache, or build it (resuming a partial build).
 
-    A cached store that fails its checks (truncated or corrupt shard) raises rather than being
-    silently rebuilt, so a damaged archive is noticed.
+    A cached store is verified against its manifest checksums first; one that fails (truncated,
+    corrupt or altered shard or metadata) raises rather than being silently rebuilt, so a
+    damaged archive is noticed (``qpebench prepare --rebuild`` rebuilds it).
 
     Raises:
         ConfigError: ``data.adapter`` is missing.
@@ -57,7 +58,9 @@ def prepare_store(data: dict[str, Any], cache_dir: Path, *, progress: bool = Tru
     build = DATASETS.get(adapter)
     root = store_path(cache_dir, data)
     if (root / "manifest.json").exists():
-        return SampleStore(root)
+        store = SampleStore(root)
+        store.verify()
+        return store
     return SampleStore(build(root, progress=progress, **params).root)
 
 

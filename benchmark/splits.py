@@ -18,7 +18,7 @@ import numpy.typing as npt
 import pandas as pd
 import yaml
 
-from qpebench.errors import SplitError, UnknownNameError, unknown_name_message
+from qpebench.errors import SplitError
 from qpebench.registry import SPLITS
 
 Filter = dict[str, list[Any]]
@@ -187,11 +187,12 @@ def _register_packaged_splits() -> None:
 
 
 def get_split(name: str) -> SplitSpec:
-    """The packaged (or plugged-in) split called ``name``."""
-    try:
-        spec: SplitSpec = SPLITS.get(name)
-    except UnknownNameError:
-        raise UnknownNameError(unknown_name_message("split", name, SPLITS.names())) from None
+    """The packaged (or plugged-in) split called ``name``.
+
+    Raises:
+        UnknownNameError: No such split; the message lists the splits.
+    """
+    spec: SplitSpec = SPLITS.get(name)
     return spec
 
 

@@ -145,6 +145,26 @@ def unpack_tb(counts: npt.NDArray[np.uint16]) -> npt.NDArray[np.float32]:
     )
 
 
+def _sample_meta(row: dict[Any, Any], bands: Sequence[str], grid: dict[str, Any]) -> dict[str, Any]:
+    """A sample's ``meta``: its metadata row plus the store's bands, units and grid.
+
+    Raises:
+        SampleValidationError: The row lacks the patch origin.
+    """
+    if "patch_row" not in row or "patch_col" not in row:
+        raise SampleValidationError("metadata row lacks patch_row/patch_col (the patch origin)")
+    meta: dict[str, Any] = {str(k): (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+    meta.update(
+        bands=list(bands),
+        ir_units=IR_UNITS,
+        rain_units=RAIN_UNITS,
+        crs=grid["crs"],
+        cell_size_m=grid["cell_size_m"],
+        patch_origin=(int(row["patch_row"]), int(row["patch_col"])),
+    )
+    return meta
+
+
 def _metadata_csv(frame: pd.DataFrame) -> bytes:
     buf = io.StringIO()
     frame.to_csv(buf, index=False, lineterminator="\n", float_format="%.6g")
@@ -170,6 +190,8 @@ class SampleStoreWriter:
         if (self.root / MANIFEST).exists():
             raise StoreError(f"{self.root}: a finished sample store is already there")
         self.root.mkdir(parents=True, exist_ok=True)
+        for leftover in self.root.glob(".*.tmp"):  # temp files of a build that was killed
+            leftover.unlink()
         self._progress: dict[str, Any] = {"spec": spec.to_json(), "shards": {}}
         progress_path = self.root / PROGRESS
         if progress_path.exists():
@@ -187,7 +209,11 @@ class SampleStoreWriter:
 
     def _intact(self, entry: dict[str, Any]) -> bool:
         path = self.root / entry["file"]
-        return bool(path.exists() and path.stat().st_size == entry["bytes"])
+        return bool(
+            path.exists()
+            and path.stat().st_size == entry["bytes"]
+            and _sha256_file(path) == entry["sha256"]
+        )
 
     def has_shard(self, index: int) -> bool:
         """Whether shard ``index`` was written completely by this or an earlier run."""
@@ -216,15 +242,7 @@ class SampleStoreWriter:
                     f"{self.root / name} sample {i}: grid {row.get('grid')!r} is not in the "
                     f"store spec ({sorted(self.spec.grids)})"
                 )
-            meta: dict[str, Any] = {
-                **{str(k): v for k, v in row.items()},
-                "bands": list(self.spec.bands),
-                "ir_units": IR_UNITS,
-                "rain_units": RAIN_UNITS,
-                "crs": grid["crs"],
-                "cell_size_m": grid["cell_size_m"],
-                "patch_origin": (row.get("patch_row"), row.get("patch_col")),
-            }
+            meta = _sample_meta(row, self.spec.bands, grid)
             validate_sample(
                 Sample(
                     ir=batch.ir[i],
@@ -246,7 +264,13 @@ class SampleStoreWriter:
 
         def write(tmp: Path) -> None:
             with h5py.File(tmp, "w", libver="latest", track_order=True) as f:
-                kw: dict[str, Any] = {"compression": "gzip", "compression_opts": 1, "shuffle": True}
+                # fletcher32: a corrupted chunk fails its read instead of returning garbage
+                kw: dict[str, Any] = {
+                    "compression": "gzip",
+                    "compression_opts": 1,
+                    "shuffle": True,
+                    "fletcher32": True,
+                }
                 d = f.create_dataset("ir", data=counts, chunks=(1, t, c, h, w), **kw)
                 d.attrs.update(
                     units=IR_UNITS,
@@ -259,7 +283,7 @@ class SampleStoreWriter:
                 d = f.create_dataset("rain", data=rain, chunks=(1, h, w), **kw)
                 d.attrs.update(units=RAIN_UNITS, standard_name="rainfall_rate")
                 f.create_dataset("valid", data=valid, chunks=(1, h, w), **kw)
-                d = f.create_dataset("time", data=time)
+                d = f.create_dataset("time", data=time, chunks=(1, t), fletcher32=True)
                 d.attrs.update(units="seconds since 1970-01-01T00:00:00Z", calendar="standard")
                 g = f.create_group("metadata")
                 for col in batch.metadata.columns:
@@ -305,7 +329,8 @@ class SampleStoreWriter:
             json.dumps(self.spec.to_json(), sort_keys=True).encode()
             + "".join(shards[k]["content_sha256"] for k in order).encode()
         ).hexdigest()[:16]
-        write_bytes_atomic(self.root / METADATA, _metadata_csv(metadata))
+        metadata_bytes = _metadata_csv(metadata)
+        write_bytes_atomic(self.root / METADATA, metadata_bytes)
         manifest = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -318,6 +343,7 @@ class SampleStoreWriter:
                 {k: v for k, v in shards[key].items() if k != "metadata_csv"} for key in order
             ],
             "metadata_file": METADATA,
+            "metadata_sha256": hashlib.sha256(metadata_bytes).hexdigest(),
         }
         write_json_atomic(self.root / MANIFEST, manifest)
         (self.root / PROGRESS).unlink(missing_ok=True)
@@ -325,6 +351,17 @@ class SampleStoreWriter:
 
 
 _ARRAYS = ("ir", "rain", "valid", "time")
+_MANIFEST_KEYS = (
+    "dataset_version",
+    "n_samples",
+    "bands",
+    "frames",
+    "patch_shape",
+    "grids",
+    "shards",
+    "adapter",
+    "metadata_sha256",
+)
 
 
 def _read_rows(
@@ -379,6 +416,9 @@ class SampleStore:
                 f"{manifest_path}: format version {self.manifest.get('format_version')}, "
                 f"this qpebench reads {FORMAT_VERSION}"
             )
+        missing = [k for k in _MANIFEST_KEYS if k not in self.manifest]
+        if missing:
+            raise StoreError(f"{manifest_path}: manifest lacks {missing}")
         for shard in self.manifest["shards"]:
             path = self.root / shard["file"]
             if not path.exists():
@@ -389,10 +429,17 @@ class SampleStore:
                     f"{path}: shard is truncated or altered ({size} bytes, manifest says "
                     f"{shard['bytes']})"
                 )
-        self.metadata = pd.read_csv(self.root / METADATA)
+        metadata_path = self.root / METADATA
+        try:
+            metadata_bytes = metadata_path.read_bytes()
+        except OSError as exc:
+            raise StoreError(f"{metadata_path}: cannot read the metadata table ({exc})") from None
+        if hashlib.sha256(metadata_bytes).hexdigest() != self.manifest["metadata_sha256"]:
+            raise StoreError(f"{metadata_path}: checksum differs from the manifest (altered)")
+        self.metadata = pd.read_csv(io.BytesIO(metadata_bytes))
         if len(self.metadata) != self.manifest["n_samples"]:
             raise StoreError(
-                f"{self.root / METADATA}: {len(self.metadata)} rows, manifest says "
+                f"{metadata_path}: {len(self.metadata)} rows, manifest says "
                 f"{self.manifest['n_samples']}"
             )
         self._shard_index = {s["file"]: i for i, s in enumerate(self.manifest["shards"])}
@@ -516,19 +563,8 @@ class SampleStore:
     def sample_meta(self, index: int) -> dict[str, Any]:
         """The ``meta`` dict of sample ``index``: its metadata row, grid, units and versions."""
         row = self.metadata.iloc[index].to_dict()
-        grid = self.manifest["grids"][row["grid"]]
-        meta: dict[str, Any] = {
-            str(k): (v.item() if hasattr(v, "item") else v) for k, v in row.items()
-        }
-        meta.update(
-            bands=list(self.bands),
-            ir_units=IR_UNITS,
-            rain_units=RAIN_UNITS,
-            crs=grid["crs"],
-            cell_size_m=grid["cell_size_m"],
-            patch_origin=(int(row["patch_row"]), int(row["patch_col"])),
-            dataset_version=self.dataset_version,
-        )
+        meta = _sample_meta(row, self.bands, self.manifest["grids"][row["grid"]])
+        meta["dataset_version"] = self.dataset_version
         return meta
 
     def coords(self, index: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:

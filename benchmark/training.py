@@ -41,17 +41,39 @@ class TrainSettings:
 
     def __post_init__(self) -> None:
         for key in ("epochs", "batch_size", "patience"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"train.{key} must be at least 1, got {getattr(self, key)}")
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(f"train.{key} must be an integer, got {value!r}")
+            if value < 1:
+                raise ConfigError(f"train.{key} must be at least 1, got {value}")
+        for key in ("lr", "weight_decay"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigError(f"train.{key} must be a number, got {value!r}")
         if not self.lr > 0:
             raise ConfigError(f"train.lr must be positive, got {self.lr}")
+        if self.weight_decay < 0:
+            raise ConfigError(f"train.weight_decay must be >= 0, got {self.weight_decay}")
+        resolve_device(self.device)
 
 
 def resolve_device(name: str) -> torch.device:
-    """``"auto"`` → CUDA when available, else CPU; anything else as given."""
+    """``"auto"`` → CUDA when available, else CPU; anything else as given.
+
+    Raises:
+        ConfigError: Not a torch device name, or CUDA asked for where there is none.
+    """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ConfigError(
+            f"train.device: {name!r} is not a device; use auto, cpu, cuda or cuda:N"
+        ) from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"train.device={name!r} but CUDA is not available here; use auto")
+    return device
 
 
 def count_flops(net: nn.Module, frames: int, bands: int, size: int = 64) -> int:
@@ -223,5 +245,6 @@ class TorchRainModel(RainModel):
                 f"{path}: holds model {payload['card']['name']!r}, not {self.card.name!r}"
             )
         self.net.load_state_dict(payload["state_dict"])
+        self.net.to(self.device)
         self.mean = payload["norm_mean"]
         self.std = payload["norm_std"]

@@ -363,7 +363,7 @@ def render_chunk(
     shift = np.clip((ts - (trop + 30.0)) / LAPSE_K_PER_KM, 0, 18) * tan_vza[:, :, 0] / PIXEL_KM
     excess_p = (
         np.clip(
-            _advected(spec, g, p, sdy - shift * par_dir_y, sdx - shift * par_dir_x)
+            _advected(spec, g, p, sdy + shift * par_dir_y, sdx + shift * par_dir_x)
             + (0.5 * trend[:, None] * dt_min / 60.0)[:, :, None, None]
             - thr_cloud,
             0,
@@ -414,7 +414,7 @@ def render_chunk(
     ci_t = trop + rng.uniform(8, 25, (m, 1))
     ci_shift = np.clip((ts - ci_t) / LAPSE_K_PER_KM, 0, 18) * tan_vza[:, :, 0] / PIXEL_KM
     cfield = _advected(
-        cspec, g, p, 1.3 * sdy - ci_shift * par_dir_y, 1.3 * sdx - ci_shift * par_dir_x
+        cspec, g, p, 1.3 * sdy + ci_shift * par_dir_y, 1.3 * sdx + ci_shift * par_dir_x
     )
     ci_tau = np.clip(cfield - 0.6, 0, None) * 2.2 * cirrus_on[:, None, None, None]
     high.add(ci_tau, ci_t[:, :, None, None])

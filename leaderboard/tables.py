@@ -17,7 +17,13 @@ import pandas as pd
 ID_SET = "id_test"
 OOD_PREFIX = "ood_test/"
 MAIN_METRICS = ("csi@1", "rmse")
-DETAIL_METRICS = ("pod@1", "far@1", "csi@1", "ets@1", "csi@5", "bias", "rmse", "pearson_r")
+DETAIL_METRICS = (
+    *(f"{score}@{t}" for score in ("pod", "far", "csi") for t in ("0.1", "1", "5", "10")),
+    "ets@1",
+    "bias",
+    "rmse",
+    "pearson_r",
+)
 
 
 def set_label(test_set: str) -> str:

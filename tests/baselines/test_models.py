@@ -3,6 +3,8 @@ registry, so a new model is tested by registering it)."""
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import pytest
 import torch
@@ -22,7 +24,7 @@ SMALL = TrainSettings(epochs=1, batch_size=8, patience=1, device="cpu")
 def build(name: str, seed: int = 0):
     torch.manual_seed(seed)
     factory = MODELS.get(name)
-    kw = {"train": SMALL} if name in ("static_cnn", "early_fusion") else {}
+    kw = {"train": SMALL} if "train" in inspect.signature(factory).parameters else {}
     return factory(frames=FRAMES, bands=DEFAULT_BANDS, **kw)
 
 
@@ -34,10 +36,11 @@ def model_input(model, n=2, size=32, seed=0):
 
 
 @pytest.mark.parametrize("name", MODELS.names())
-def test_predict_shape_and_range(name):
+@pytest.mark.parametrize("size", [32, 30])
+def test_predict_shape_and_range(name, size):
     model = build(name)
-    out = model.predict(model_input(model))
-    assert out.shape == (2, 32, 32) and out.dtype == np.float32
+    out = model.predict(model_input(model, size=size))
+    assert out.shape == (2, size, size) and out.dtype == np.float32
     assert np.isfinite(out).all() and (out >= 0).all()
     card = model.card.to_json()
     assert card["name"] == name and card["frames"] >= 1 and card["causal"]
@@ -91,9 +94,21 @@ def test_fit_is_deterministic_and_learns(tiny_store):
         model = build("early_fusion")
         logs.append(model.fit(data, seed=3, progress=False))
         preds.append(model.predict(batch.ir))
-    assert logs[0]["history"] == logs[1]["history"]
-    np.testing.assert_array_equal(preds[0], preds[1])
+    # Same seed, same numbers: to float32 rounding (oneDNN's CPU kernels may differ in the last
+    # bits between calls inside one process; fresh processes have given identical records).
+    for a, b in zip(logs[0]["history"], logs[1]["history"], strict=True):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-5)
+    np.testing.assert_allclose(preds[0], preds[1], rtol=1e-4, atol=1e-5)
     assert logs[0]["n_train"] == data.train.size
+    # it learns: three epochs lower the training loss
+    model = MODELS.get("early_fusion")(
+        frames=FRAMES,
+        bands=DEFAULT_BANDS,
+        train=TrainSettings(epochs=3, batch_size=8, patience=3, device="cpu"),
+    )
+    history = model.fit(data, seed=3, progress=False)["history"]
+    assert history[-1]["train_loss"] < 0.9 * history[0]["train_loss"]
 
 
 def test_auto_estimator_formula():

@@ -92,6 +92,14 @@ def test_models_list_prints_cards(capsys):
         ("data.regions.europe.n_samples=0", "data.regions.europe.n_samples must be positive"),
         ("+model_params.static_cnn.depth=3", r"model_params.static_cnn: \['depth'\] not accepted"),
         ("model_params={static_cnn:{depth:3}}", "To append to your config use"),
+        ("train.device=gpu", "train.device: 'gpu' is not a device"),
+        ("train.weight_decay=-1", "train.weight_decay must be >= 0"),
+        ("train.lr=abc", "train.lr must be a number, got 'abc'"),
+        ("+train.momentum=0.9", r"train: unknown keys \['momentum'\]"),
+        ("data.patch_size=abc", "data.patch_size must be int, got 'abc'"),
+        ("data.seed=abc", "data.seed must be int"),
+        ("+data.foo=1", "data.foo: synthetic takes no 'foo'"),
+        ("progress=maybe", "progress must be true or false"),
     ],
 )
 def test_bad_config_values_give_one_clear_line(tmp_path, capsys, override, message):

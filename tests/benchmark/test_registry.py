@@ -71,3 +71,16 @@ def test_builtins_are_registered():
     assert "synthetic" in registry_module.DATASETS
     assert {"categorical", "continuous"} <= set(registry_module.METRICS.names())
     assert "synthetic_europe_to_all" in registry_module.SPLITS
+
+
+def test_plugin_pointing_at_an_object_is_registered(monkeypatch):
+    reg: Registry[object] = Registry("model", "qpebench.models")
+
+    def factory():
+        return "built"
+
+    ep = _EntryPoint("my_model", lambda: factory)
+    ep.value = "pkg.models:factory"
+    monkeypatch.setattr(registry_module, "entry_points", lambda group: [ep])
+    assert reg.load_plugins() == ["my_model"]
+    assert reg.get("my_model") is factory

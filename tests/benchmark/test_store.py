@@ -153,6 +153,19 @@ def test_resume_keeps_finished_shards(tmp_path):
     assert store.dataset_version == full.dataset_version
 
 
+def test_resume_rewrites_a_damaged_shard_and_drops_temp_files(tmp_path):
+    root = tmp_path / "s"
+    SampleStoreWriter(root, spec()).write_shard(0, make_batch(3, 0))
+    shard = root / "shard-00000.h5"
+    data = bytearray(shard.read_bytes())
+    data[-100] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    (root / ".shard-00001.h5.abc.tmp").write_bytes(b"partial")
+    w = SampleStoreWriter(root, spec())
+    assert not w.has_shard(0)
+    assert not list(root.glob(".*.tmp"))
+
+
 def test_resume_with_another_spec_starts_over(tmp_path):
     root = tmp_path / "s"
     SampleStoreWriter(root, spec()).write_shard(0, make_batch(3, 0))
@@ -181,6 +194,34 @@ def test_corrupt_shard_is_reported(tmp_path):
         reopened.verify()
 
 
+def test_corrupt_chunk_inside_a_shard_is_reported(tmp_path):
+    import h5py
+
+    store = write_store(tmp_path / "s", [make_batch(3, 0)])
+    path = store.root / "shard-00000.h5"
+    with h5py.File(path) as f:
+        info = f["ir"].id.get_chunk_info(1)
+    data = bytearray(path.read_bytes())
+    for k in range(info.byte_offset + 10, info.byte_offset + 40):
+        data[k] ^= 0xFF
+    path.write_bytes(bytes(data))  # same size: only the checksums can tell
+    reopened = SampleStore(store.root)
+    reopened.read([0])  # other chunks still read
+    with pytest.raises(StoreError, match=r"shard-00000.h5: cannot read shard data"):
+        reopened.read([1])
+
+
+def test_altered_metadata_is_reported(tmp_path):
+    store = write_store(tmp_path / "s", [make_batch(3, 0)])
+    path = store.root / "metadata.csv"
+    path.write_text(path.read_text().replace("europe", "conus", 1))
+    with pytest.raises(StoreError, match=r"metadata.csv: checksum differs from the manifest"):
+        SampleStore(store.root)
+    path.unlink()
+    with pytest.raises(StoreError, match="cannot read the metadata table"):
+        SampleStore(store.root)
+
+
 def test_missing_shard_and_bad_manifest(tmp_path):
     store = write_store(tmp_path / "s", [make_batch(3, 0)])
     shutil.copytree(store.root, tmp_path / "t")
@@ -191,6 +232,11 @@ def test_missing_shard_and_bad_manifest(tmp_path):
     manifest["format_version"] = 99
     (store.root / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(StoreError, match="format version 99"):
+        SampleStore(store.root)
+    manifest["format_version"] = 1
+    del manifest["shards"]
+    (store.root / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(StoreError, match=r"manifest lacks \['shards'\]"):
         SampleStore(store.root)
 
 

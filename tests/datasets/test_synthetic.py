@@ -151,3 +151,21 @@ def test_bad_configuration_is_refused(tmp_path):
         build_synthetic_store(tmp_path, regions={"europe": {"years": [2021, 2021]}})
     with pytest.raises(ConfigError, match="patch_size must be at least 8"):
         SyntheticConfig(patch_size=4)
+
+
+def _lag_asymmetry(b, axis: int) -> float:
+    """Overlap of cold cloud with rain moved 3 cells up minus 3 cells down (axis 1 = rows,
+    north up), relative: positive when clouds are drawn north of (or left of) their rain."""
+    cloud = (b.ir[:, -1, B["IR10.8"]] < 250).astype(float)
+    rain = np.nan_to_num(b.rain)
+    up, down = ((cloud * np.roll(rain, lag, axis=axis)).sum() for lag in (-3, 3))
+    return float((up - down) / (up + down))
+
+
+def test_parallax_displaces_clouds_away_from_the_sub_satellite_point(batches):
+    # Satellite to the south (Europe, CONUS): tops appear north of their rain; satellite to
+    # the north (tropics at 10-20°S under Himawari): south. No east-west displacement.
+    assert _lag_asymmetry(batches["europe"], axis=1) > 0.01
+    assert _lag_asymmetry(batches["conus"], axis=1) > 0.01
+    assert _lag_asymmetry(batches["tropics"], axis=1) < -0.01
+    assert abs(_lag_asymmetry(batches["europe"], axis=2)) < 0.01
