@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from qpebench import __version__
 from qpebench.atomic import write_bytes_atomic
 from qpebench.config import RunConfig
 from qpebench.errors import ConfigError
@@ -34,8 +35,13 @@ EVAL_BLOCK = 128
 
 
 def store_path(cache_dir: Path, data: dict[str, Any]) -> Path:
-    """Where the store of a data configuration lives: one directory per configuration."""
-    digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
+    """Where the store of a data configuration lives.
+
+    One directory per configuration and qpebench version: a cached store from another code
+    version is not reused.
+    """
+    key = {"data": data, "qpebench": __version__}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     return cache_dir / "stores" / f"{data['adapter']}-{digest}"
 
 

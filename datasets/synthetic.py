@@ -41,6 +41,9 @@ from .synthetic_regions import RegionPreset, get_region
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 
+#: Bumped whenever a change alters what the generator draws: part of the dataset version and
+#: of the cache key, so a cached store from older code is never reused silently.
+GENERATOR_VERSION = 2
 PIXEL_KM = 4.0
 #: Moist-adiabatic-ish lapse rate used to turn cloud-top temperature into height (K/km).
 LAPSE_K_PER_KM = 6.5
@@ -620,6 +623,7 @@ def build_synthetic_store(
     if shard_size < 1:
         raise ConfigError(f"data.shard_size must be positive, got {shard_size}")
     adapter_config = {
+        "generator_version": GENERATOR_VERSION,
         "regions": {r.region: {"n_samples": r.n_samples, "years": list(r.years)} for r in requests},
         "patch_size": patch_size,
         "frames": frames,
