@@ -21,11 +21,11 @@ def _pyproject() -> dict:
     return tomllib.loads((REPO / "pyproject.toml").read_text())
 
 
-def _expected_packages() -> set[str]:
+def _expected_packages(root: Path = REPO) -> set[str]:
     out = set()
     for folder, package in FOLDERS.items():
-        for init in (REPO / folder).rglob("__init__.py"):
-            rel = init.parent.relative_to(REPO / folder).parts
+        for init in (root / folder).rglob("__init__.py"):
+            rel = init.parent.relative_to(root / folder).parts
             out.add(".".join((package, *rel)))
     return out
 
@@ -38,17 +38,17 @@ def test_every_code_subpackage_is_listed_in_pyproject():
     assert not stale, f"listed packages without an __init__.py: {sorted(stale)}"
 
 
-def test_guard_detects_a_missing_subpackage(tmp_path, monkeypatch):
-    # The guard above must fail when a folder gains a sub-package nobody listed.
-    new = REPO / "baselines" / "_guard_probe"
-    new.mkdir()
-    try:
-        (new / "__init__.py").write_text("")
-        listed = set(_pyproject()["tool"]["setuptools"]["packages"])
-        assert "qpebench.baselines._guard_probe" in _expected_packages() - listed
-    finally:
-        (new / "__init__.py").unlink()
-        new.rmdir()
+def test_guard_detects_a_missing_subpackage(tmp_path):
+    # The guard above must fail when a folder gains a sub-package nobody listed:
+    # a copy of the package folders' layout with one new sub-package.
+    for init in (p for folder in FOLDERS for p in (REPO / folder).rglob("__init__.py")):
+        copy = tmp_path / init.relative_to(REPO)
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_text("")
+    (tmp_path / "baselines" / "probe").mkdir()
+    (tmp_path / "baselines" / "probe" / "__init__.py").write_text("")
+    listed = set(_pyproject()["tool"]["setuptools"]["packages"])
+    assert _expected_packages(tmp_path) - listed == {"qpebench.baselines.probe"}
 
 
 def test_only_the_qpebench_namespace_is_installed():
