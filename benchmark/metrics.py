@@ -117,7 +117,7 @@ class ContingencyAccumulator(Accumulator):
 class ContinuousAccumulator(Accumulator):
     """Pooled sums → bias (mean error), relative bias, MAE, RMSE and Pearson r, in mm/h."""
 
-    _KEYS = ("n", "sum_p", "sum_o", "sum_pp", "sum_oo", "sum_po", "sum_abs")
+    _KEYS = ("n", "sum_p", "sum_o", "sum_pp", "sum_oo", "sum_po", "sum_abs", "sum_sq")
 
     def __init__(self) -> None:
         self.sums = dict.fromkeys(self._KEYS, 0.0)
@@ -132,7 +132,7 @@ class ContinuousAccumulator(Accumulator):
         p, o = _pooled_inputs(pred, obs, valid)
         for key, value in zip(
             self._KEYS,
-            (p.size, p.sum(), o.sum(), p @ p, o @ o, p @ o, np.abs(p - o).sum()),
+            (p.size, p.sum(), o.sum(), p @ p, o @ o, p @ o, np.abs(p - o).sum(), (p - o) @ (p - o)),
             strict=True,
         ):
             self.sums[key] += float(value)
@@ -148,7 +148,7 @@ class ContinuousAccumulator(Accumulator):
         """Bias, relative bias, MAE, RMSE, Pearson r and the pixel count."""
         s = self.sums
         n = s["n"]
-        mse = _ratio(s["sum_pp"] - 2 * s["sum_po"] + s["sum_oo"], n)
+        mse = _ratio(s["sum_sq"], n)  # summed directly: no cancellation of large power sums
         cov = s["sum_po"] - s["sum_p"] * s["sum_o"] / n if n else math.nan
         var_p = s["sum_pp"] - s["sum_p"] ** 2 / n if n else math.nan
         var_o = s["sum_oo"] - s["sum_o"] ** 2 / n if n else math.nan
@@ -157,7 +157,7 @@ class ContinuousAccumulator(Accumulator):
             "bias": _ratio(s["sum_p"] - s["sum_o"], n),
             "relative_bias": _ratio(s["sum_p"] - s["sum_o"], s["sum_o"]),
             "mae": _ratio(s["sum_abs"], n),
-            "rmse": math.sqrt(max(mse, 0.0)) if not math.isnan(mse) else math.nan,
+            "rmse": math.sqrt(mse) if not math.isnan(mse) else math.nan,
             "pearson_r": _ratio(cov, math.sqrt(var_p * var_o))
             if var_p > 0 and var_o > 0
             else math.nan,
