@@ -186,14 +186,4 @@ def _register_packaged_splits() -> None:
             SPLITS.register(spec.name, spec)
 
 
-def get_split(name: str) -> SplitSpec:
-    """The packaged (or plugged-in) split called ``name``.
-
-    Raises:
-        UnknownNameError: No such split; the message lists the splits.
-    """
-    spec: SplitSpec = SPLITS.get(name)
-    return spec
-
-
 _register_packaged_splits()

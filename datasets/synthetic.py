@@ -106,21 +106,19 @@ def region_seed(seed: int, region: str, *extra: int) -> list[int]:
 
 
 def target_times(
-    preset: RegionPreset, n: int, years: Sequence[int], seed: int
+    preset: RegionPreset, n: int, years: tuple[int, int], seed: int
 ) -> npt.NDArray[np.int64]:
     """Draw ``n`` distinct target times (UTC s since epoch) on the sensor's frame clock, sorted.
 
     Args:
         preset: The region (sets the frame step).
         n: Number of samples.
-        years: First and last year (inclusive).
+        years: First and last year (inclusive), as checked by :func:`parse_regions`.
         seed: Generator seed.
 
     Raises:
-        ConfigError: ``years`` is not a (first, last) pair or holds fewer slots than ``n``.
+        ConfigError: The years hold fewer time slots than ``n``.
     """
-    if len(years) != 2 or years[0] > years[1]:
-        raise ConfigError(f"years must be [first, last], got {list(years)}")
     start = np.datetime64(f"{years[0]}-01-01T00:00:00", "s").astype(np.int64)
     stop = np.datetime64(f"{years[1] + 1}-01-01T00:00:00", "s").astype(np.int64)
     step = preset.sensor.frame_step_s

@@ -4,7 +4,8 @@ import pandas as pd
 import pytest
 
 from qpebench.errors import SplitError
-from qpebench.splits import SplitSpec, get_split
+from qpebench.registry import SPLITS
+from qpebench.splits import SplitSpec
 
 
 def meta(rows):
@@ -75,7 +76,7 @@ def test_bad_split_definitions():
 
 
 def test_packaged_split_on_the_tiny_store(tiny_store):
-    split = get_split("synthetic_europe_to_all")
+    split = SPLITS.get("synthetic_europe_to_all")
     spec = SplitSpec.from_mapping(
         {
             **SPEC,
