@@ -7,6 +7,7 @@ Commands::
     qpebench models list [--json]         the model cards of every registered model
     qpebench leaderboard render PATH ...  Markdown leaderboard from result records
     qpebench store verify STORE           check every shard against the manifest checksums
+    qpebench inspect PATH [--json]        what a radar file holds (a directory: scan every file)
 
 Errors on bad input print one line, ``qpebench: error: ...``, and exit with status 2.
 """
@@ -18,6 +19,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from qpebench import __version__
 from qpebench.config import compose_config, run_config
@@ -53,7 +55,66 @@ def _parser() -> argparse.ArgumentParser:
     store_sub = store.add_subparsers(dest="action", required=True)
     verify = store_sub.add_parser("verify", help="check shard checksums against the manifest")
     verify.add_argument("store", type=Path)
+    inspect = sub.add_parser("inspect", help="what a radar file holds; a directory is scanned")
+    inspect.add_argument("path", type=Path, help="a file, or a directory to scan")
+    inspect.add_argument("--json", action="store_true", help="JSON with stable keys")
+    inspect.add_argument("--source", help="force a reader instead of detecting the format")
     return parser
+
+
+def _inspect(path: Path, as_json: bool, source: str | None) -> int:
+    from qpebench.datasets.radar import read_native, scan_radar, summarize
+
+    if not path.is_dir():
+        summary = summarize(read_native(path, source=source))
+        print(json.dumps(summary, indent=2) if as_json else _summary_text(summary))
+        return 0
+    scan = scan_radar(path, source=source)
+    if as_json:
+        bad = [{"file": str(b.path), "error": b.error} for b in scan.bad]
+        print(json.dumps({"good": scan.good, "bad": bad}, indent=2))
+    else:
+        for s in scan.good:
+            counts = s["counts"]
+            print(
+                f"{s['valid_time']}  {s['source']:<15} {s['quantity']:<6} "
+                f"{counts['valid']:>9} valid {counts['no_data']:>9} no data  {s['file']}"
+            )
+        print(scan.report())
+    return 1 if scan.bad else 0
+
+
+def _summary_text(s: dict[str, Any]) -> str:
+    c, st = s["counts"], s["stats"]
+    window = (
+        f"{s['start_time']} – {s['valid_time']} ({s['accumulation_minutes']:g}-min accumulation)"
+        if s["accumulation_minutes"]
+        else "instantaneous"
+    )
+    values = (
+        f"min {st['min']:.4g}  mean {st['mean']:.4g}  max {st['max']:.4g} {s['units']}"
+        if st["min"] is not None
+        else "none valid"
+    )
+    rows = [
+        ("file", s["file"]),
+        ("source", f"{s['source']} ({s['network']})"),
+        ("product", s["product"]),
+        ("quantity", f"{s['quantity']} ({s['kind']}, {s['units']})"),
+        ("shape", f"{s['shape'][0]} rows × {s['shape'][1]} columns"),
+        ("crs", s["crs"]),
+        ("cell size", f"{s['cell_size'][0]:g} × {s['cell_size'][1]:g} {s['cell_size_units']}"),
+        ("valid time", s["valid_time"]),
+        ("window", window),
+        (
+            "cells",
+            f"{c['cells']}: valid {c['valid']} (echo {c['echo']}, no echo {c['no_echo']}), "
+            f"no data {c['no_data']}",
+        ),
+        ("valid values", values),
+        ("quality field", "yes" if s["has_quality"] else "no"),
+    ]
+    return "\n".join(f"{k:<14}{v}" for k, v in rows)
 
 
 def _models_list(pattern: str, as_json: bool) -> None:
@@ -118,7 +179,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "store":
             SampleStore(args.store).verify()
             print(f"{args.store}: every shard matches the manifest")
-    except QpebenchError as exc:
+        elif args.command == "inspect":
+            return _inspect(args.path, args.json, args.source)
+    except (QpebenchError, FileNotFoundError) as exc:
         print(f"qpebench: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -43,6 +43,20 @@ class SplitError(QpebenchError, ValueError):
     """A split definition is invalid or would leak samples between its sets."""
 
 
+class FileFormatError(QpebenchError, ValueError):
+    """A data file is empty, truncated, of an unknown format or lacks what its format requires.
+
+    The message starts with the file's path and names the problem.
+    """
+
+
+class ConversionError(QpebenchError, ValueError):
+    """A quantity cannot become the one asked for without a choice the caller must make.
+
+    Example: radar reflectivity becomes rain rate only through an explicit Z–R relation.
+    """
+
+
 def unknown_name_message(kind: str, name: str, choices: Iterable[str]) -> str:
     """Build the message for an unknown name, with the choices and a close-match suggestion.
 

@@ -125,7 +125,9 @@ DATASETS: Registry[Any] = Registry("dataset", "qpebench.datasets")
 MODELS: Registry[Any] = Registry("model", "qpebench.models")
 METRICS: Registry[Any] = Registry("metric", "qpebench.metrics")
 SPLITS: Registry[Any] = Registry("split", "qpebench.splits")
-ALL_REGISTRIES: tuple[Registry[Any], ...] = (DATASETS, MODELS, METRICS, SPLITS)
+#: File readers of radar products (``qpebench.datasets.radar.RadarReader``), by source name.
+RADAR_READERS: Registry[Any] = Registry("radar reader", "qpebench.radar_readers")
+ALL_REGISTRIES: tuple[Registry[Any], ...] = (DATASETS, MODELS, METRICS, SPLITS, RADAR_READERS)
 
 _loaded = False
 
