@@ -37,6 +37,7 @@ test: lint typecheck unit
 bench: $(VENV)/.installed
 	$(BIN)/python -P benchmarks/store_read.py
 	$(BIN)/python -P benchmarks/synthetic_build.py
+	$(BIN)/python -P benchmarks/radar_read.py
 	bash benchmarks/demo_fresh_clone.sh
 
 clean:

@@ -131,7 +131,11 @@ class Grid:
             x_attrs = {"standard_name": "projection_x_coordinate", "units": unit}
             y_attrs = {"standard_name": "projection_y_coordinate", "units": unit}
         note = {"comment": "cell centre"}
-        mapping = self.crs.to_cf()
+        with warnings.catch_warnings():
+            # CF has no slot for some parameters (e.g. the Swiss oblique Mercator's "angle from
+            # rectified to skew grid"); crs_wkt below keeps the full definition.
+            warnings.simplefilter("ignore", UserWarning)
+            mapping = self.crs.to_cf()
         mapping["crs_wkt"] = self.crs.to_wkt()
         mapping["proj4"] = self.proj4
         return {

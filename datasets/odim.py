@@ -28,7 +28,15 @@ import xarray as xr
 from pyproj import CRS, Transformer
 
 from qpebench.datasets.grid import Grid
-from qpebench.datasets.radar import Kind, Probe, RadarReader, make_field, register_reader, utc
+from qpebench.datasets.radar import (
+    Kind,
+    Probe,
+    RadarReader,
+    make_field,
+    open_hdf5,
+    register_reader,
+    utc,
+)
 from qpebench.errors import FileFormatError
 
 _QUANTITIES: dict[str, tuple[Kind, str]] = {
@@ -166,7 +174,7 @@ def read_odim(path: Path) -> xr.DataArray:
         FileFormatError: Not a Cartesian product, no supported quantity, or required attributes
             missing; the message names the file and what is missing.
     """
-    with h5py.File(path, "r") as h5:
+    with open_hdf5(path) as h5:
         root_what = _attrs(h5.get("what"))
         obj = str(root_what.get("object", ""))
         if obj not in _CARTESIAN:

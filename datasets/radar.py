@@ -30,7 +30,9 @@ an explicit :class:`ZRRelation` and never silently. Readers register a :class:`R
 
 from __future__ import annotations
 
+import bz2
 import gzip
+import io
 import os
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -57,6 +59,7 @@ STATUS_MEANINGS = "echo no_echo no_data rejected"
 _NAMES = {"rate": "rain_rate", "accumulation": "rain_amount", "reflectivity": "reflectivity"}
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _GZIP_MAGIC = b"\x1f\x8b"
+_BZIP2_MAGIC = b"BZh"
 
 
 @dataclass(frozen=True)
@@ -65,15 +68,16 @@ class Probe:
 
     Attributes:
         path: The file.
-        head: The first bytes (up to 4 KiB), decompressed when the file is gzip-compressed.
-        gzipped: Whether the file is gzip-compressed.
+        head: The first bytes (up to 4 KiB), decompressed when the file is gzip- or
+            bzip2-compressed.
+        compression: ``"gzip"``, ``"bzip2"`` or ``""`` (not compressed).
         hdf5_keys: Names at the HDF5 root (empty when the file is not HDF5).
         hdf5_attrs: Attributes of the HDF5 root (empty when the file is not HDF5).
     """
 
     path: Path
     head: bytes
-    gzipped: bool
+    compression: str
     hdf5_keys: frozenset[str] = frozenset()
     hdf5_attrs: Mapping[str, Any] = field(default_factory=dict)
 
@@ -379,26 +383,48 @@ def probe_file(path: Path) -> Probe:
         raise FileNotFoundError(f"{path}: no such file")
     with path.open("rb") as fh:
         raw = fh.read(4096)
-    if not raw:
-        raise FileFormatError(f"{path}: empty file (0 bytes)")
-    gzipped = raw.startswith(_GZIP_MAGIC)
-    head = raw
-    if gzipped:
+        if not raw:
+            raise FileFormatError(f"{path}: empty file (0 bytes)")
+        compression, head = "", raw
         try:
-            head = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(raw, 4096)
-        except zlib.error as exc:
-            raise FileFormatError(f"{path}: corrupt gzip stream ({exc})") from None
+            if raw.startswith(_GZIP_MAGIC):
+                compression = "gzip"
+                head = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(raw, 4096)
+            elif raw.startswith(_BZIP2_MAGIC):
+                # bzip2 yields output only block by block (≤ 900 kB of input each).
+                compression, decompressor, head = "bzip2", bz2.BZ2Decompressor(), b""
+                chunk = raw
+                while chunk and len(head) < 4096 and not decompressor.eof:
+                    head += decompressor.decompress(chunk, 4096 - len(head))
+                    chunk = fh.read(65536) if decompressor.needs_input else b""
+        except (zlib.error, OSError, EOFError) as exc:
+            raise FileFormatError(f"{path}: corrupt {compression} stream ({exc})") from None
     if not head.startswith(_HDF5_MAGIC):
-        return Probe(path, head, gzipped)
+        return Probe(path, head, compression)
+    with open_hdf5(path) as h5:
+        keys = frozenset(h5.keys())
+        root = {k: _text(v) for k, v in h5.attrs.items()}
+    return Probe(path, head, compression, keys, root)
+
+
+def open_hdf5(path: Path) -> h5py.File:
+    """Open an HDF5 (or netCDF4) file for reading; a gzip or bzip2 one is decompressed in memory.
+
+    Raises:
+        FileFormatError: The file (or its decompressed content) cannot be opened as HDF5.
+    """
+    with path.open("rb") as fh:
+        head = fh.read(8)
+    compressed = head.startswith((_GZIP_MAGIC, _BZIP2_MAGIC))
+    data = read_decompressed(path) if compressed else head
+    if not data.startswith(_HDF5_MAGIC):
+        raise FileFormatError(f"{path}: not an HDF5 file (no HDF5 signature)")
     try:
-        with h5py.File(path, "r") as h5:
-            keys = frozenset(h5.keys())
-            root = {k: _text(v) for k, v in h5.attrs.items()}
-    except OSError as exc:
+        return h5py.File(io.BytesIO(data) if compressed else path, "r")
+    except (OSError, EOFError) as exc:
         raise FileFormatError(
             f"{path}: HDF5 file cannot be opened (truncated or corrupt): {exc}"
         ) from None
-    return Probe(path, head, gzipped, keys, root)
 
 
 def read_native(path: str | os.PathLike[str], *, source: str | None = None) -> xr.DataArray:
@@ -581,10 +607,21 @@ def utc(text: str, fmt: str) -> datetime:
     return datetime.strptime(text, fmt).replace(tzinfo=UTC)
 
 
-def open_maybe_gzip(path: Path) -> bytes:
-    """The file's bytes, decompressed when it is gzip-compressed."""
+def read_decompressed(path: Path) -> bytes:
+    """The file's bytes, decompressed when it is gzip- or bzip2-compressed.
+
+    Raises:
+        FileFormatError: A corrupt or truncated compressed stream.
+    """
     data = path.read_bytes()
-    return gzip.decompress(data) if data.startswith(_GZIP_MAGIC) else data
+    try:
+        if data.startswith(_GZIP_MAGIC):
+            return gzip.decompress(data)
+        if data.startswith(_BZIP2_MAGIC):
+            return bz2.decompress(data)
+    except (OSError, EOFError, ValueError, zlib.error) as exc:
+        raise FileFormatError(f"{path}: corrupt or truncated compressed stream ({exc})") from None
+    return data
 
 
 def _text(value: Any) -> Any:
@@ -607,6 +644,6 @@ def _describe(probe: Probe) -> str:
     if probe.hdf5_keys:
         keys = ", ".join(sorted(probe.hdf5_keys)[:8])
         return f"HDF5 with top-level {keys}; no reader recognises it"
-    kind = "gzip-compressed data starting with" if probe.gzipped else "starts with"
+    kind = f"{probe.compression} data starting with" if probe.compression else "starts with"
     readers = ", ".join(RADAR_READERS.names())
     return f"{kind} {probe.head[:16]!r}; known readers: {readers}"

@@ -263,16 +263,42 @@ def test_cli_inspect_errors_and_directory(tmp_path, write_odim, capsys):
     }
 
 
+EXPECTED_READERS = {
+    "opera": ("odim", 15),
+    "mrms": ("mrms", 11),
+    "knmi": ("knmi", 8),
+    "bom": ("bom_rainfields", 6),
+    "mch": ("meteoswiss_gif", 6),
+    "radolan": ("radolan", 3),
+}
+
+
 @pytest.mark.realdata
-def test_scan_of_the_real_archive_reads_every_file(real_data, tmp_path):
-    opera = real_data / "opera"
-    scan = scan_radar(opera)
-    assert len(scan.good) == 15 and not scan.bad
+def test_scan_of_the_whole_shared_archive_reads_every_radar_file(real_data, tmp_path):
+    scan = scan_radar(real_data)
+    by_folder: dict[str, list[dict]] = {}
+    for summary in scan.good:
+        folder = Path(summary["file"]).relative_to(real_data).parts[0]
+        by_folder.setdefault(folder, []).append(summary)
+    for folder, (source, n) in EXPECTED_READERS.items():
+        found = by_folder.pop(folder)
+        assert len(found) == n and {s["source"] for s in found} == {source}, folder
+    fmi = by_folder.pop("fmi")
+    assert sorted(s["source"] for s in fmi) == ["fmi_geotiff"] * 2 + ["fmi_pgm"] * 6
+    assert not by_folder, f"unexpected radar reads: {sorted(by_folder)}"
+    # Everything else (satellite files, NWC SAF, NEXRAD volumes, the RADVOR tar) is reported,
+    # each with its path and reason, and did not stop the scan.
+    radar_folders = {*EXPECTED_READERS, "fmi"}
+    bad_radar = [b for b in scan.bad if b.path.relative_to(real_data).parts[0] in radar_folders]
+    # The only radar-folder file refused is the tar archive of a RADVOR run (unpack it first).
+    assert [b.path.name for b in bad_radar] == ["DE1200_RV2210180700.tar.bz2"]
+    assert "not a known radar product" in bad_radar[0].error
+    assert all(str(b.path) in b.error for b in scan.bad)
     times = [s["valid_time"] for s in scan.good]
     assert times == sorted(times)
     mixed = tmp_path / "mixed"
     mixed.mkdir()
-    for p in sorted((opera / "nimbus_20241126").glob("*.hdf"))[:2]:
+    for p in sorted((real_data / "opera" / "nimbus_20241126").glob("*.hdf"))[:2]:
         shutil.copy(p, mixed / p.name)
     (mixed / "cut.hdf").write_bytes((mixed / p.name).read_bytes()[:50_000])
     scan = scan_radar(mixed)
