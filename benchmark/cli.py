@@ -8,6 +8,7 @@ Commands::
     qpebench leaderboard render PATH ...  Markdown leaderboard from result records
     qpebench store verify STORE           check every shard against the manifest checksums
     qpebench inspect PATH [--json]        what a radar file holds (a directory: scan every file)
+    qpebench inspect --readers [--json]   the registered radar readers
 
 Errors on bad input print one line, ``qpebench: error: ...``, and exit with status 2.
 """
@@ -23,7 +24,7 @@ from typing import Any
 
 from qpebench import __version__
 from qpebench.config import compose_config, run_config
-from qpebench.errors import QpebenchError
+from qpebench.errors import ConfigError, QpebenchError
 from qpebench.records import RecordError, load_record
 from qpebench.registry import MODELS, load_builtins
 from qpebench.store import SampleStore
@@ -56,15 +57,33 @@ def _parser() -> argparse.ArgumentParser:
     verify = store_sub.add_parser("verify", help="check shard checksums against the manifest")
     verify.add_argument("store", type=Path)
     inspect = sub.add_parser("inspect", help="what a radar file holds; a directory is scanned")
-    inspect.add_argument("path", type=Path, help="a file, or a directory to scan")
+    inspect.add_argument("path", type=Path, nargs="?", help="a file, or a directory to scan")
     inspect.add_argument("--json", action="store_true", help="JSON with stable keys")
     inspect.add_argument("--source", help="force a reader instead of detecting the format")
+    inspect.add_argument("--readers", action="store_true", help="list the registered readers")
     return parser
 
 
-def _inspect(path: Path, as_json: bool, source: str | None) -> int:
+def _readers(as_json: bool) -> int:
+    from qpebench.registry import RADAR_READERS
+
+    readers = [RADAR_READERS.get(name) for name in RADAR_READERS.names()]
+    if as_json:
+        rows = [
+            {"name": r.name, "network": r.network, "description": r.description} for r in readers
+        ]
+        print(json.dumps(rows, indent=2))
+    else:
+        for r in readers:
+            print(f"{r.name:<16} {r.network:<34} {r.description}")
+    return 0
+
+
+def _inspect(path: Path | None, as_json: bool, source: str | None) -> int:
     from qpebench.datasets.radar import read_native, scan_radar, summarize
 
+    if path is None:
+        raise ConfigError("inspect needs a file or directory (or --readers)")
     if not path.is_dir():
         summary = summarize(read_native(path, source=source))
         print(json.dumps(summary, indent=2) if as_json else _summary_text(summary))
@@ -180,6 +199,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             SampleStore(args.store).verify()
             print(f"{args.store}: every shard matches the manifest")
         elif args.command == "inspect":
+            if args.readers:
+                return _readers(args.json)
             return _inspect(args.path, args.json, args.source)
     except (QpebenchError, FileNotFoundError) as exc:
         print(f"qpebench: error: {exc}", file=sys.stderr)

@@ -23,7 +23,8 @@ engine, which applies the CF packing, fill values and time units (no netCDF4 lib
 
 **x/y are the north-west (upper-left) corners of the cells, not their centres.** The file has no
 ``x_bounds``/``y_bounds`` (no ``bounds`` attribute) and no statement either way, so the reading
-rests on this evidence, checked in ``tests/datasets/test_bom.py``:
+is a judgement (no BoM document confirming it was found) that rests on these consistency checks,
+made in ``tests/datasets/test_bom.py``:
 
 1. The values run x = −128.0 … 127.5 km and y = 128.0 … −127.5 km, 512 × 0.5 km. Read as
    corners, the cells span exactly ±128 km around the projection origin, which is the radar

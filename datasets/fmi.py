@@ -31,7 +31,9 @@ deflate-compressed tiles, 5 reduced-resolution overviews):
   tags (GeoTIFF 1.0 spec, http://geotiff.maptools.org/spec/geotiff2.6.html): ``ModelPixelScale``
   and one ``ModelTiepoint``; ``GTRasterTypeGeoKey`` says whether a tiepoint refers to a pixel's
   upper-left corner (``PixelIsArea``, FMI's choice) or to its centre (``PixelIsPoint``, half a
-  cell further in); the CRS is the EPSG code of ``ProjectedCSTypeGeoKey``.
+  cell further in); the CRS is the EPSG code of ``ProjectedCSTypeGeoKey``. The keys are read
+  with tifffile's ``geotiff_metadata``. Detection requires FMI's grid, EPSG:3067, besides dBZ
+  GDAL metadata; other dBZ GeoTIFFs are read only when ``source="fmi_geotiff"`` is given.
 * The ``GDAL_METADATA`` tag (XML) carries ``Observation time``, ``Quantity`` (unit ``dBZ``),
   ``Gain``, ``Offset``, ``Nodata`` and ``Undetect``. FMI's files nest a second, XML-escaped
   ``<GDALMetadata>`` document inside an item named ``GDAL_METADATA``; both levels are read.
@@ -48,6 +50,7 @@ and applies nothing.
 from __future__ import annotations
 
 import html
+import logging
 import re
 import xml.etree.ElementTree as ET
 from datetime import datetime
@@ -84,10 +87,9 @@ _PGM_REQUIRED = (
     "topright",
 )
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
-_GEOKEY_DIRECTORY, _PIXEL_SCALE, _TIEPOINT, _TRANSFORMATION = 34735, 33550, 33922, 34264
 _GDAL_METADATA, _GDAL_NODATA = 42112, 42113
-_RASTER_TYPE, _MODEL_TYPE, _PROJECTED_CS, _GEOGRAPHIC_TYPE = 1025, 1024, 3072, 2048
 _PIXEL_IS_AREA, _PIXEL_IS_POINT = 1, 2
+_FMI_EPSG = 3067  # ETRS89 / TM35FIN
 _USER_DEFINED = 32767
 _NAME_TIME = re.compile(r"(?<!\d)(\d{12})(?!\d)")
 
@@ -275,66 +277,59 @@ def _gdal_items(text: str, path: Path) -> dict[str, tuple[str, dict[str, str]]]:
 
 
 def _is_fmi_geotiff(tif: tifffile.TiffFile) -> bool:
-    page = tif.pages.first
-    tags = page.tags
-    if _GEOKEY_DIRECTORY not in tags or _GDAL_METADATA not in tags:
+    """FMI's national grid (EPSG:3067, ETRS89 / TM35FIN) and GDAL metadata in dBZ with a gain."""
+    tags = tif.pages.first.tags
+    if _GDAL_METADATA not in tags or not tif.is_geotiff:
         return False
     text = str(tags[_GDAL_METADATA].value)
-    return "dBZ" in text and "Gain" in text
+    meta = tif.geotiff_metadata or {}
+    return "dBZ" in text and "Gain" in text and meta.get("ProjectedCSTypeGeoKey") == _FMI_EPSG
 
 
 def _sniff_geotiff(probe: Probe) -> bool:
     if probe.compression or probe.head[:4] not in _TIFF_MAGIC:
         return False
+    tiff_log = logging.getLogger("tifffile")
+    level = tiff_log.level
+    tiff_log.setLevel(logging.CRITICAL)  # a broken file is reported by the reader, not here
     try:
         with tifffile.TiffFile(probe.path) as tif:
             return _is_fmi_geotiff(tif)
     except Exception:  # a broken TIFF is simply not ours; read_native reports the details
         return False
+    finally:
+        tiff_log.setLevel(level)
 
 
-def _geokeys(directory: tuple[int, ...], path: Path) -> dict[int, int]:
-    """Short (in-directory) GeoKeys; keys stored in other tags are skipped."""
-    if len(directory) < 4 or directory[0] != 1:
-        raise FileFormatError(f"{path}: malformed GeoKeyDirectoryTag {directory[:4]}")
-    keys: dict[int, int] = {}
-    for i in range(directory[3]):
-        entry = directory[4 + 4 * i : 8 + 4 * i]
-        if len(entry) < 4:
-            raise FileFormatError(f"{path}: GeoKeyDirectoryTag is shorter than its key count")
-        key, location, _count, value = entry
-        if location == 0:
-            keys[key] = value
-    return keys
-
-
-def geotiff_grid(tags: Any, width: int, height: int, path: Path) -> Grid:
-    """The grid of a north-up GeoTIFF from its scale, tiepoint and GeoKeys.
+def geotiff_grid(meta: dict[str, Any] | None, width: int, height: int, path: Path) -> Grid:
+    """The grid of a north-up GeoTIFF from tifffile's ``geotiff_metadata``.
 
     Raises:
-        FileFormatError: Missing tags, a rotated/affine transformation, several tiepoints, or a
-            CRS that is not an EPSG code.
+        FileFormatError: Missing georeferencing, a rotated/affine transformation, several
+            tiepoints, or a CRS that is not an EPSG code.
     """
-    for code, name in ((_GEOKEY_DIRECTORY, "GeoKeyDirectory"), (_PIXEL_SCALE, "ModelPixelScale")):
-        if code not in tags:
-            extra = " (ModelTransformation is not supported)" if _TRANSFORMATION in tags else ""
-            raise FileFormatError(f"{path}: GeoTIFF lacks the {name} tag{extra}")
-    if _TIEPOINT not in tags:
-        raise FileFormatError(f"{path}: GeoTIFF lacks the ModelTiepoint tag")
-    keys = _geokeys(tuple(tags[_GEOKEY_DIRECTORY].value), path)
-    tie = [float(v) for v in tags[_TIEPOINT].value]
+    if not meta:
+        raise FileFormatError(f"{path}: TIFF without GeoTIFF keys (no GeoKeyDirectory)")
+    if "ModelTransformation" in meta:
+        raise FileFormatError(f"{path}: GeoTIFF ModelTransformation is not supported")
+    for name in ("ModelPixelScale", "ModelTiepoint"):
+        if name not in meta:
+            raise FileFormatError(f"{path}: GeoTIFF lacks the {name} tag")
+    tie = [float(v) for v in np.ravel(meta["ModelTiepoint"])]
     if len(tie) != 6:
         raise FileFormatError(f"{path}: GeoTIFF has {len(tie) // 6} tiepoints; one is supported")
-    sx, sy = (float(v) for v in tags[_PIXEL_SCALE].value[:2])
+    sx, sy = (float(v) for v in meta["ModelPixelScale"][:2])
     if not (sx > 0 and sy > 0):
         raise FileFormatError(f"{path}: GeoTIFF ModelPixelScale {sx, sy} is not positive")
-    epsg = keys.get(_PROJECTED_CS) if keys.get(_MODEL_TYPE, 1) == 1 else keys.get(_GEOGRAPHIC_TYPE)
-    if epsg is None or epsg == _USER_DEFINED:
+    projected = int(meta.get("GTModelTypeGeoKey", 1)) == 1
+    key = "ProjectedCSTypeGeoKey" if projected else "GeographicTypeGeoKey"
+    epsg = meta.get(key)
+    if not isinstance(epsg, int) or epsg == _USER_DEFINED:
         raise FileFormatError(
-            f"{path}: GeoTIFF CRS is not an EPSG code (ProjectedCSTypeGeoKey/GeographicTypeGeoKey "
-            f"{epsg}); user-defined projections are not supported"
+            f"{path}: GeoTIFF CRS is not an EPSG code ({key} {epsg}); user-defined projections "
+            "are not supported"
         )
-    raster_type = keys.get(_RASTER_TYPE, _PIXEL_IS_AREA)
+    raster_type = int(meta.get("GTRasterTypeGeoKey", _PIXEL_IS_AREA))
     if raster_type not in (_PIXEL_IS_AREA, _PIXEL_IS_POINT):
         raise FileFormatError(f"{path}: unknown GTRasterTypeGeoKey {raster_type}")
     i, j, _, x, y, _ = tie
@@ -411,7 +406,7 @@ def read_fmi_geotiff(path: Path) -> xr.DataArray:
                 f"{path}: expected one 8-bit band, got {page.shape} {page.dtype} "
                 f"with {page.samplesperpixel} samples per pixel"
             )
-        grid = geotiff_grid(tags, page.imagewidth, page.imagelength, path)
+        grid = geotiff_grid(tif.geotiff_metadata, page.imagewidth, page.imagelength, path)
         try:
             image = page.asarray()
         except Exception as exc:  # tifffile/imagecodecs raise various errors on broken tiles

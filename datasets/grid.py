@@ -144,12 +144,30 @@ class Grid:
             GRID_MAPPING: ((), 0, mapping),
         }
 
-    def same_as(self, other: Grid, rtol: float = 1e-9) -> bool:
-        """Whether both grids have the same CRS and cell centres (to ``rtol`` of a cell)."""
+    def offset_from(self, other: Grid) -> str | None:
+        """How this grid differs from ``other``; ``None`` when shape and CRS are equal.
+
+        Returns:
+            ``None`` if the shapes or CRSs differ, else the largest centre offset as a fraction
+            of a cell, e.g. ``"0.00127 × 0.00052 cells"``.
+        """
+        if self.shape != other.shape or not self.crs.equals(other.crs):
+            return None
+        off_x = float(np.max(np.abs(self.x - other.x))) / self.dx if self.x.size > 1 else 0.0
+        off_y = float(np.max(np.abs(self.y - other.y))) / self.dy if self.y.size > 1 else 0.0
+        return f"{off_x:.3g} × {off_y:.3g} cells"
+
+    def same_as(self, other: Grid, tolerance: float = 0.01) -> bool:
+        """Whether both grids have the same shape, CRS and cell centres (to a fraction of a cell).
+
+        The default tolerance (1 % of a cell) absorbs the metre-level differences between
+        products that describe the same grid with rounded corner coordinates (OPERA ODYSSEY and
+        NIMBUS differ by 2.5 m on 2 km cells).
+        """
         if self.shape != other.shape or not self.crs.equals(other.crs):
             return False
-        tol_x = rtol * max(self.dx, 1e-12) if self.x.size > 1 else rtol
-        tol_y = rtol * max(self.dy, 1e-12) if self.y.size > 1 else rtol
+        tol_x = tolerance * self.dx if self.x.size > 1 else 0.0
+        tol_y = tolerance * self.dy if self.y.size > 1 else 0.0
         return bool(
             np.allclose(self.x, other.x, rtol=0, atol=tol_x)
             and np.allclose(self.y, other.y, rtol=0, atol=tol_y)

@@ -59,6 +59,7 @@ from qpebench.datasets.radar import (
     Kind,
     Probe,
     RadarReader,
+    attr_text,
     make_field,
     open_hdf5,
     register_reader,
@@ -90,17 +91,6 @@ _LENGTHS = ("a", "b", "R", "x_0", "y_0")
 
 def _is_knmi(probe: Probe) -> bool:
     return _ROOT <= probe.hdf5_keys
-
-
-def _text(value: Any) -> str:
-    """An HDF5 string attribute (bytes, numpy bytes or a one-element array of them) as str."""
-    if isinstance(value, np.ndarray):
-        if value.size != 1:
-            return " ".join(_text(v) for v in value.ravel())
-        value = value.ravel()[0]
-    if isinstance(value, bytes | np.bytes_):
-        return value.decode("utf-8", "replace").strip("\x00").strip()
-    return str(value).strip()
 
 
 def _number(value: Any) -> float:
@@ -204,19 +194,19 @@ def _crs(proj4: str, path: Path) -> CRS:
 def _grid(h5: h5py.File, path: Path) -> Grid:
     geo = _group(h5, "geographic", path)
     proj = _group(h5, "geographic/map_projection", path)
-    crs = _crs(_text(_attr(proj, "projection_proj4_params", path)), path)
+    crs = _crs(attr_text(_attr(proj, "projection_proj4_params", path)), path)
     nx = int(_number(_attr(geo, "geo_number_columns", path)))
     ny = int(_number(_attr(geo, "geo_number_rows", path)))
     col_offset = _number(_attr(geo, "geo_column_offset", path))
     row_offset = _number(_attr(geo, "geo_row_offset", path))
     size_x = _number(_attr(geo, "geo_pixel_size_x", path))
     size_y = _number(_attr(geo, "geo_pixel_size_y", path))
-    pixel_def = _text(geo.attrs.get("geo_pixel_def", "LU")).upper()
+    pixel_def = attr_text(geo.attrs.get("geo_pixel_def", "LU")).upper()
     if pixel_def != "LU":
         raise FileFormatError(
             f"{path}: geo_pixel_def {pixel_def!r} not supported (only 'LU', the left-upper corner)"
         )
-    dim = _text(_attr(geo, "geo_dim_pixel", path)).upper().split(",")
+    dim = attr_text(_attr(geo, "geo_dim_pixel", path)).upper().split(",")
     if len(dim) != 2 or dim[0] != dim[1] or dim[0] not in _UNITS:
         raise FileFormatError(
             f"{path}: geo_dim_pixel {','.join(dim)!r} not supported (expected 'KM,KM' or 'M,M')"
@@ -262,7 +252,7 @@ def _image(h5: h5py.File, path: Path) -> tuple[str, str]:
     )
     seen = []
     for name in names:
-        quantity = _text(h5[name].attrs.get("image_geo_parameter", "")).upper()
+        quantity = attr_text(h5[name].attrs.get("image_geo_parameter", "")).upper()
         seen.append(quantity or "(none)")
         if quantity in _QUANTITIES:
             return name, quantity
@@ -278,7 +268,7 @@ def _decode(
     if "image_data" not in h5[image]:
         raise FileFormatError(f"{path}: missing /{image}/image_data")
     calibration = _group(h5, f"{image}/calibration", path)
-    formula = _text(_attr(calibration, "calibration_formulas", path))
+    formula = attr_text(_attr(calibration, "calibration_formulas", path))
     gain, offset = parse_calibration(formula, path)
     missing = int(_number(_attr(calibration, "calibration_missing_data", path)))
     codes = {missing}
@@ -307,17 +297,19 @@ def read_knmi(path: Path) -> xr.DataArray:
         values, info = _decode(h5, image, path)
         grid = _grid(h5, path)
         start = parse_datetime(
-            _text(_attr(overview, "product_datetime_start", path)), path, "product_datetime_start"
+            attr_text(_attr(overview, "product_datetime_start", path)),
+            path,
+            "product_datetime_start",
         )
         end = parse_datetime(
-            _text(_attr(overview, "product_datetime_end", path)), path, "product_datetime_end"
+            attr_text(_attr(overview, "product_datetime_end", path)), path, "product_datetime_end"
         )
-        product = _text(overview.attrs.get("product_group_name", "")) or "KNMI radar product"
+        product = attr_text(overview.attrs.get("product_group_name", "")) or "KNMI radar product"
         attrs: dict[str, Any] = {
             **info,
             "knmi_image": f"/{image}",
-            "knmi_image_product_name": _text(h5[image].attrs.get("image_product_name", "")),
-            "knmi_hdf5_version": _text(overview.attrs.get("hdftag_version_number", "")),
+            "knmi_image_product_name": attr_text(h5[image].attrs.get("image_product_name", "")),
+            "knmi_hdf5_version": attr_text(overview.attrs.get("hdftag_version_number", "")),
         }
     kind, units = _QUANTITIES[quantity]
     minutes = 0.0

@@ -70,6 +70,7 @@ from qpebench.datasets.radar import (
 from qpebench.errors import FileFormatError
 
 MRMS_DISCIPLINE = 209
+NSSL_CENTRE = 161  # WMO common code table C-11: US NOAA Office of Oceanic and Atmospheric Research
 PRECIP_RATE = (6, 1)  # parameterCategory, parameterNumber of PrecipRate (mm/h)
 NO_COVERAGE = -3.0
 MISSING = -1.0
@@ -78,10 +79,24 @@ _END = b"7777"
 _SCAN_NORTH_DOWN, _SCAN_NORTH_UP = 0, 64
 
 
+def _centre(data: bytes) -> int | None:
+    """Originating centre from section 1 (octets 6–7), which follows the 16-octet section 0."""
+    if len(data) < 23 or data[20] != 1:
+        return None
+    return int.from_bytes(data[21:23], "big")
+
+
 def _is_mrms(probe: Probe) -> bool:
-    # Section 0: octets 1–4 "GRIB", octet 7 discipline, octet 8 edition.
+    # Section 0: octets 1–4 "GRIB", octet 7 discipline, octet 8 edition; discipline 209 is a
+    # local number, so the originating centre (NSSL) is checked too.
     head = probe.head
-    return len(head) >= 16 and head[:4] == _GRIB and head[7] == 2 and head[6] == MRMS_DISCIPLINE
+    return (
+        len(head) >= 16
+        and head[:4] == _GRIB
+        and head[7] == 2
+        and head[6] == MRMS_DISCIPLINE
+        and _centre(head) == NSSL_CENTRE
+    )
 
 
 def _check_message(data: bytes, path: Path) -> None:
@@ -92,6 +107,11 @@ def _check_message(data: bytes, path: Path) -> None:
     if data[6] != MRMS_DISCIPLINE:
         raise FileFormatError(
             f"{path}: GRIB2 discipline {data[6]} is not MRMS's local discipline {MRMS_DISCIPLINE}"
+        )
+    if _centre(data) != NSSL_CENTRE:
+        raise FileFormatError(
+            f"{path}: originating centre {_centre(data)} is not NSSL ({NSSL_CENTRE}); discipline "
+            f"{MRMS_DISCIPLINE} is a local table, meaningful only for MRMS products"
         )
     total = int.from_bytes(data[8:16], "big")
     if len(data) < total:

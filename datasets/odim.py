@@ -17,6 +17,7 @@ when present: ``QIND`` as another dataset (legacy OPERA) or ``qualityN`` under t
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from qpebench.datasets.radar import (
     Kind,
     Probe,
     RadarReader,
+    decoded_attrs,
     make_field,
     open_hdf5,
     register_reader,
@@ -55,19 +57,10 @@ def _is_odim(probe: Probe) -> bool:
     return conventions.startswith("ODIM_H5") or {"what", "where", "dataset1"} <= probe.hdf5_keys
 
 
-def _attrs(group: h5py.Group | None) -> dict[str, Any]:
-    if group is None:
-        return {}
-    out = {}
-    for key, value in group.attrs.items():
-        out[key] = value.decode() if isinstance(value, bytes | np.bytes_) else value
-    return out
-
-
 def _merged_what(h5: h5py.File, dataset: str, data: str) -> dict[str, Any]:
     what: dict[str, Any] = {}
     for path in ("what", f"{dataset}/what", f"{dataset}/{data}/what"):
-        what.update(_attrs(h5.get(path)))
+        what.update(decoded_attrs(h5.get(path)))
     return what
 
 
@@ -112,7 +105,7 @@ def _time(what: dict[str, Any], prefix: str, path: Path) -> datetime | None:
 
 
 def _grid(h5: h5py.File, path: Path) -> Grid:
-    where = _attrs(h5.get("where"))
+    where = decoded_attrs(h5.get("where"))
     missing = [
         k
         for k in ("projdef", "xsize", "ysize", "xscale", "yscale", "UL_lon", "UL_lat")
@@ -137,14 +130,33 @@ def _grid(h5: h5py.File, path: Path) -> Grid:
     return Grid.from_corner(crs, x_left=x_ul, y_top=y_ul, dx=dx, dy=dy, nx=nx, ny=ny)
 
 
-def _find(h5: h5py.File) -> tuple[dict[str, tuple[str, str]], list[str]]:
-    """Quantity → (dataset, data) for every data group; and every quantity seen."""
+def _numbered(names: Iterable[str], prefix: str) -> list[str]:
+    """``prefix1``, ``prefix2`` … ``prefix10`` in numeric order (other names skipped)."""
+    return sorted(
+        (n for n in names if n.startswith(prefix) and n[len(prefix) :].isdigit()),
+        key=lambda n: int(n[len(prefix) :]),
+    )
+
+
+def _find(h5: h5py.File, path: Path) -> tuple[dict[str, tuple[str, str]], list[str]]:
+    """Quantity → (dataset, data) for every data group; and every quantity seen.
+
+    Raises:
+        FileFormatError: A rain quantity appears in several data groups (several times or
+            products in one file): which one is meant cannot be guessed.
+    """
     found: dict[str, tuple[str, str]] = {}
     seen = []
-    for dataset in sorted(k for k in h5 if k.startswith("dataset")):
-        for data in sorted(k for k in h5[dataset] if k.startswith("data")):
+    for dataset in _numbered(h5, "dataset"):
+        for data in _numbered(h5[dataset], "data"):
             quantity = str(_merged_what(h5, dataset, data).get("quantity", "")).upper()
             seen.append(quantity)
+            if quantity in _QUANTITIES and quantity in found:
+                first = "/".join(found[quantity])
+                raise FileFormatError(
+                    f"{path}: quantity {quantity} appears in /{first} and /{dataset}/{data}; "
+                    "files with several fields of one quantity are not supported"
+                )
             found.setdefault(quantity, (dataset, data))
     return found, seen
 
@@ -154,7 +166,7 @@ def _quality(
 ) -> npt.NDArray[np.float32] | None:
     node = f"{dataset}/{data}/quality1"
     if node in h5 and "data" in h5[node]:
-        what = _attrs(h5.get(f"{node}/what"))
+        what = decoded_attrs(h5.get(f"{node}/what"))
         what.setdefault("gain", 1.0)
         what.setdefault("offset", 0.0)
         values, _ = _decode(h5, node, what, path)
@@ -175,14 +187,16 @@ def read_odim(path: Path) -> xr.DataArray:
             missing; the message names the file and what is missing.
     """
     with open_hdf5(path) as h5:
-        root_what = _attrs(h5.get("what"))
+        root_what = decoded_attrs(h5.get("what"))
         obj = str(root_what.get("object", ""))
+        if not obj:
+            raise FileFormatError(f"{path}: ODIM file without /what/object (product type)")
         if obj not in _CARTESIAN:
             raise FileFormatError(
-                f"{path}: ODIM object {obj or '(none)'!r} is not a Cartesian product "
-                f"(expected one of {list(_CARTESIAN)}); polar volumes are not rain-rate truth"
+                f"{path}: ODIM object {obj!r} is not a Cartesian product "
+                f"(expected one of {list(_CARTESIAN)}); polar data are not rain-rate truth"
             )
-        found, seen = _find(h5)
+        found, seen = _find(h5, path)
         quantity = next((q for q in _QUANTITIES if q in found), None)
         if quantity is None:
             raise FileFormatError(
@@ -207,7 +221,7 @@ def read_odim(path: Path) -> xr.DataArray:
                     f"{start} – {end}"
                 )
             minutes = (end - start).total_seconds() / 60.0
-        how = _attrs(h5.get(f"{dataset}/{data}/how"))
+        how = decoded_attrs(h5.get(f"{dataset}/{data}/how"))
         source = str(root_what.get("source", ""))
         product = str(what.get("prodname", "")) or (
             "OPERA ODYSSEY composite" if _OPERA_SOURCE in source else f"ODIM {obj}"

@@ -52,7 +52,6 @@ from qpebench.errors import ConfigError, ConversionError, FileFormatError, Qpebe
 from qpebench.registry import RADAR_READERS
 
 Kind = Literal["rate", "accumulation", "reflectivity"]
-KINDS: tuple[Kind, ...] = ("rate", "accumulation", "reflectivity")
 
 ECHO, NO_ECHO, NO_DATA, REJECTED = 0, 1, 2, 3
 STATUS_MEANINGS = "echo no_echo no_data rejected"
@@ -154,9 +153,14 @@ def zr_relation(spec: ZRRelation | str | tuple[float, float]) -> ZRRelation:
                 "or a tuple (a, b)"
             )
         return ZR_RELATIONS[spec]
-    if len(spec) != 2:
-        raise ConfigError(f"a Z–R relation tuple needs (a, b), got {spec!r}")
-    return ZRRelation(float(spec[0]), float(spec[1]))
+    try:
+        a, b = spec
+        return ZRRelation(float(a), float(b))
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"a Z–R relation is a name ({', '.join(sorted(ZR_RELATIONS))}), a ZRRelation or a "
+            f"pair of numbers (a, b); got {spec!r}"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -314,6 +318,8 @@ def to_rain_rate(
 
     Accumulations are divided by their period (recorded in ``accumulation_minutes``);
     reflectivity needs ``zr`` and converts through ``Z = a R^b`` (no-echo cells become 0 mm/h).
+    The result's ``kind`` is ``rate`` (the original in ``native_kind``), so converting twice
+    changes nothing.
 
     Args:
         field: A field from :func:`read_native`.
@@ -324,9 +330,13 @@ def to_rain_rate(
     """
     kind = field.attrs["kind"]
     attrs = dict(field.attrs)
-    if kind == "rate":
-        rate = np.asarray(field.values, np.float32)
-    elif kind == "accumulation":
+    if kind == "rate":  # already mm/h: a native rate, or a field converted before
+        if "native_kind" in attrs:
+            return field
+        out = field.copy(deep=False)
+        out.attrs = {**attrs, "native_kind": "rate", "native_units": attrs["units"]}
+        return out
+    if kind == "accumulation":
         hours = float(attrs["accumulation_minutes"]) / 60.0
         rate = (np.asarray(field.values, np.float64) / hours).astype(np.float32)
         attrs["comment"] = f"mean rate over the {attrs['accumulation_minutes']:g}-min accumulation"
@@ -343,7 +353,11 @@ def to_rain_rate(
         attrs.update(zr_name=relation.name, zr_a=relation.a, zr_b=relation.b)
         attrs["comment"] = f"rain rate from reflectivity via Z = {relation.a:g} R^{relation.b:g}"
     attrs.update(
-        units="mm/h", long_name="surface rain rate", standard_name="rainfall_rate", native_kind=kind
+        units="mm/h",
+        long_name="surface rain rate",
+        standard_name="rainfall_rate",
+        kind="rate",
+        native_kind=kind,
     )
     attrs["native_units"] = field.attrs["units"]
     out = field.copy(deep=False, data=rate)
@@ -360,9 +374,18 @@ def detect_source(path: str | os.PathLike[str]) -> str:
         FileFormatError: Empty, a directory, unreadable, or of no known radar format.
     """
     probe = probe_file(Path(path))
-    matches = [name for name in RADAR_READERS.names() if RADAR_READERS.get(name).sniff(probe)]
+    matches, broken = [], []
+    for name in RADAR_READERS.names():
+        try:
+            if RADAR_READERS.get(name).sniff(probe):
+                matches.append(name)
+        except Exception as exc:  # a faulty (plugin) sniff must not stop detection
+            broken.append(f"{name}: {type(exc).__name__}: {exc}")
     if not matches:
-        raise FileFormatError(f"{probe.path}: not a known radar product ({_describe(probe)})")
+        failed = f"; sniff errors: {'; '.join(broken)}" if broken else ""
+        raise FileFormatError(
+            f"{probe.path}: not a known radar product ({_describe(probe)}){failed}"
+        )
     if len(matches) > 1:
         raise FileFormatError(
             f"{probe.path}: ambiguous content, matches readers {matches}; pass source="
@@ -399,11 +422,13 @@ def probe_file(path: Path) -> Probe:
                     chunk = fh.read(65536) if decompressor.needs_input else b""
         except (zlib.error, OSError, EOFError) as exc:
             raise FileFormatError(f"{path}: corrupt {compression} stream ({exc})") from None
+    if not head:
+        raise FileFormatError(f"{path}: empty after {compression} decompression")
     if not head.startswith(_HDF5_MAGIC):
         return Probe(path, head, compression)
     with open_hdf5(path) as h5:
         keys = frozenset(h5.keys())
-        root = {k: _text(v) for k, v in h5.attrs.items()}
+        root = decoded_attrs(h5)
     return Probe(path, head, compression, keys, root)
 
 
@@ -582,7 +607,13 @@ def scan_radar(
 
     Returns:
         The summaries of the good files, sorted by valid time then path, and the bad files.
+
+    Raises:
+        FileNotFoundError: ``paths`` names a directory that does not exist.
+        UnknownNameError: ``source`` is not a registered reader.
     """
+    if source is not None:
+        RADAR_READERS.get(source)  # an unknown name fails once, not once per file
     if isinstance(paths, str | os.PathLike):
         root = Path(paths)
         if not root.is_dir():
@@ -624,10 +655,28 @@ def read_decompressed(path: Path) -> bytes:
     return data
 
 
-def _text(value: Any) -> Any:
+def attr_text(value: Any) -> str:
+    """An HDF5 string attribute (bytes, numpy bytes or an array of them) as str."""
+    if isinstance(value, np.ndarray):
+        if value.size != 1:
+            return " ".join(attr_text(v) for v in value.ravel())
+        value = value.ravel()[0]
     if isinstance(value, bytes | np.bytes_):
-        return value.decode("utf-8", "replace")
-    return value
+        return value.decode("utf-8", "replace").strip("\x00").strip()
+    return str(value).strip()
+
+
+def decoded_attrs(node: h5py.Group | h5py.Dataset | None) -> dict[str, Any]:
+    """An HDF5 node's attributes with byte strings decoded (numbers and arrays as stored)."""
+    if node is None:
+        return {}
+    return {
+        key: attr_text(value)
+        if isinstance(value, bytes | np.bytes_)
+        or (isinstance(value, np.ndarray) and value.dtype.kind == "S")
+        else value
+        for key, value in node.attrs.items()
+    }
 
 
 def _np_time(t: datetime) -> np.datetime64:

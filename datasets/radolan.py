@@ -2,7 +2,9 @@
 
 Format, as described by DWD in "RADOLAN/RADVOR – Beschreibung des Kompositformats"
 (https://www.dwd.de/DE/leistungen/radolan/radolan_info/radolan_radvor_op_komposit_format_pdf.pdf;
-version 2.2.2 is the one wradlib cites, later versions add the DE1200/DE4800 grids):
+version 2.2.2 is the one wradlib cites, later versions add the DE1200/DE4800 grids). The format
+is a header and one array, so it is parsed here rather than pulling in wradlib (with its
+matplotlib, dask and xradar dependencies) at run time; wradlib is the test oracle instead:
 
 * An ASCII header ending with ETX (``0x03``). It starts with fixed fields: the product code
   (2 characters, e.g. ``RW``), ``ddhhmm`` (UTC), the radar id (``10000`` for composites) and

@@ -4,12 +4,14 @@ Two methods:
 
 ``area_mean`` (default, for coarsening)
     Each source cell is split into ``k × k`` sub-cells; their centres are transformed to the
-    target CRS and binned into target cells, each weighted by its true area (exact for
-    equal-area source projections; from pyproj's areal scale factor for conformal ones; from
-    ``cos φ`` for latitude/longitude grids). A target cell's value is the area-weighted mean of
-    the valid source area it received, so ``Σ mean × valid area`` equals the source total: rain
-    volume is conserved (to the sub-cell discretisation at cell boundaries). Cells where less than
-    ``min_coverage`` of their area holds valid source data become no data.
+    target CRS and binned into target cells, each weighted by its true area in m² (exact for
+    equal-area source projections; from pyproj's areal scale factor for conformal ones; exact on
+    the authalic sphere for latitude/longitude grids). A target cell's value is the area-weighted
+    mean of the valid source area it received, so ``Σ mean × valid area`` equals the source
+    total: rain volume is conserved, to the sub-cell discretisation at cell boundaries, over the
+    target cells that are kept. Cells where less than ``min_coverage`` of their area holds valid
+    source data become no data (and their rain is dropped: use a small ``min_coverage`` where
+    totals matter more than the reliability of edge cells).
 ``nearest`` (for refining or for categorical fields)
     Each target cell takes the source cell containing its centre.
 
@@ -39,16 +41,40 @@ _EQUAL_AREA = {"laea", "aea", "cea", "moll", "eqearth", "sinu"}
 def _true_area(
     grid: Grid, rows: npt.NDArray[np.int64], cols: npt.NDArray[np.int64]
 ) -> npt.NDArray[np.float64]:
-    """True area (m², or relative for lat/lon) of the cells at ``rows``/``cols``."""
-    nominal = grid.dx * grid.dy
+    """True area in m² of the cells at ``rows``/``cols``.
+
+    Lat/lon cells: the exact area of the cell on the CRS's ellipsoid (the zone between two
+    parallels, ``b² Δλ / 2 · [Q(φ)]``, ``Q(φ) = sin φ / (1 − e² sin² φ) + artanh(e sin φ) / e``).
+    Projected cells: the map area in m², divided by pyproj's areal scale factor at the cell
+    centre (1 for equal-area projections).
+    """
     if grid.crs.is_geographic:
-        return nominal * np.cos(np.deg2rad(grid.y[rows]))
+        half = np.deg2rad(grid.dy) / 2
+        lat = np.deg2rad(grid.y[rows])
+        zone = np.abs(_zone(grid.crs, lat + half) - _zone(grid.crs, lat - half))
+        ellipsoid = grid.crs.ellipsoid
+        b = float(ellipsoid.semi_minor_metre) if ellipsoid else 6356752.314245
+        return zone * (b**2 * float(np.deg2rad(grid.dx)) / 2)
+    metre = float(grid.crs.axis_info[0].unit_conversion_factor)
+    nominal = grid.dx * grid.dy * metre**2
     if grid.projection in _EQUAL_AREA:
         return np.full(rows.shape, nominal)
     to_lonlat = Transformer.from_crs(grid.crs, grid.crs.geodetic_crs, always_xy=True)
     lon, lat = to_lonlat.transform(grid.x[cols], grid.y[rows])
     factors = Proj(grid.crs).get_factors(lon, lat)
     return nominal / np.asarray(factors.areal_scale, np.float64)
+
+
+def _zone(crs: CRS, lat: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """``Q(φ)`` of the ellipsoidal zone area (radians in; ``2 sin φ`` on a sphere)."""
+    ellipsoid = crs.ellipsoid
+    a = float(ellipsoid.semi_major_metre) if ellipsoid else 6378137.0
+    b = float(ellipsoid.semi_minor_metre) if ellipsoid else 6356752.314245
+    s = np.sin(lat)
+    if a == b:
+        return 2 * s
+    e = np.sqrt(1 - (b / a) ** 2)
+    return s / (1 - e**2 * s**2) + np.arctanh(e * s) / e  # type: ignore[no-any-return]
 
 
 def _window(source: Grid, target: Grid) -> tuple[slice, slice]:
@@ -188,28 +214,32 @@ class Regridder:
     def __call__(self, field: xr.DataArray) -> xr.DataArray:
         """Regrid one field (a rain rate or amount from a qpebench reader) onto the target grid.
 
-        The result keeps the field's attributes (``regrid`` records the method), gets a
-        ``valid_fraction`` coordinate (share of each target cell's area holding valid data) and
-        a recomputed ``status`` (no data below ``min_coverage``; no echo where the mean is 0).
+        The result keeps the field's attributes (``regrid`` records the method), gets the
+        coordinates ``valid_fraction`` (share of each target cell's area holding valid data, at
+        most 1) and ``valid_area`` (m² of valid source data averaged into the cell, so that
+        ``Σ value × valid_area`` is the rain volume kept), and a recomputed ``status`` (no data
+        below ``min_coverage``; no echo where the mean is 0).
 
         Raises:
             ConversionError: ``area_mean`` of reflectivity (average rain rates, not dBZ).
             ConfigError: The field is not on the source grid.
         """
-        if (
-            self.method == "area_mean"
-            and field.attrs.get("kind") == "reflectivity"
-            and (field.attrs.get("units") == "dBZ")
-        ):
+        if self.method == "area_mean" and field.attrs.get("kind") == "reflectivity":
             raise ConversionError(
                 f"{field.attrs.get('file')}: an area mean of dBZ is not meaningful; convert to "
                 "rain rate first (read_radar(..., zr=...))"
             )
-        if not Grid.of(field).same_as(self.source):
+        grid = Grid.of(field)
+        if not grid.same_as(self.source):
+            offset = grid.offset_from(self.source)
+            how = (
+                f"its cell centres are offset by up to {offset}"
+                if offset
+                else f"it has shape {grid.shape} and CRS {grid.proj4}"
+            )
             raise ConfigError(
-                f"{field.attrs.get('file')}: field grid {Grid.of(field).shape} "
-                f"({Grid.of(field).proj4}) is not this regridder's source grid "
-                f"{self.source.shape} ({self.source.proj4})"
+                f"{field.attrs.get('file')}: field is not on this regridder's source grid "
+                f"{self.source.shape} ({self.source.proj4}): {how}"
             )
         values = np.asarray(field.values, np.float64).ravel()
         valid = np.isfinite(values)
@@ -232,6 +262,15 @@ class Regridder:
             ("y", "x"),
             fraction.reshape(self.target.shape).astype(np.float32),
             {"long_name": "fraction of the cell area with valid source data", "units": "1"},
+        )
+        coords["valid_area"] = (
+            ("y", "x"),
+            np.where(ok, valid_area, 0.0).reshape(self.target.shape),
+            {
+                "long_name": "true area of the valid source data averaged into the cell",
+                "units": "m2",
+                "comment": "sum(value * valid_area) over the grid is the source volume",
+            },
         )
         attrs = dict(field.attrs)
         attrs["regrid"] = (

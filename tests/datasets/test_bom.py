@@ -98,7 +98,7 @@ def test_time_window_and_rate(real_data: Path) -> None:
 
 @pytest.mark.realdata
 def test_coordinates_are_north_west_cell_corners(real_data: Path) -> None:
-    """The evidence for the corner reading (see the bom module docstring)."""
+    """The consistency behind the corner reading, a judgement (see the bom module docstring)."""
     path = real_data / FIRST
     with h5py.File(path, "r") as h5:
         assert not any(k.endswith("bounds") for k in h5)

@@ -282,8 +282,8 @@ _GDAL = (
 )
 
 
-def _tif_file(path: Path, raster_type: int, gdal: str | None = _GDAL) -> Path:
-    keys = (1, 1, 0, 4, 1024, 0, 1, 1, 1025, 0, 1, raster_type, 3072, 0, 1, 3067, 3076, 0, 1, 9001)
+def _tif_file(path: Path, raster_type: int, gdal: str | None = _GDAL, epsg: int = 3067) -> Path:
+    keys = (1, 1, 0, 4, 1024, 0, 1, 1, 1025, 0, 1, raster_type, 3072, 0, 1, epsg, 3076, 0, 1, 9001)
     tags = [
         (33550, 12, 3, (250.0, 500.0, 0.0), True),
         (33922, 12, 6, (0.0, 0.0, 0.0, 1000.0, 7000000.0, 0.0), True),
@@ -349,3 +349,13 @@ def test_geotiff_wrong_magic(tmp_path: Path) -> None:
     assert not _sniff_geotiff(probe_file(path))
     with pytest.raises(FileFormatError, match="not a readable TIFF"):
         read_native(path, source="fmi_geotiff")
+
+
+def test_a_geotiff_outside_fmi_grid_is_not_taken_for_fmi(tmp_path: Path) -> None:
+    # Same dBZ GDAL metadata, but UTM 33N instead of FMI's TM35FIN: not detected as FMI ...
+    path = _tif_file(tmp_path / "radar_201609281605.tif", 1, epsg=32633)
+    with pytest.raises(FileFormatError, match="not a known radar product"):
+        detect_source(path)
+    # ... though the reader still reads it when the caller says so, on its own grid.
+    field = read_native(path, source="fmi_geotiff")
+    assert Grid.of(field).crs.to_epsg() == 32633

@@ -53,6 +53,7 @@ def tiny_grib(values: np.ndarray, **keys: Any) -> bytes:
     """A small MRMS-like GRIB2 message (simple packing) written with ecCodes' GRIB2 sample."""
     nj, ni = values.shape
     settings: dict[str, Any] = {
+        "centre": 161,
         "discipline": 209,
         "parameterCategory": 6,
         "parameterNumber": 1,
@@ -322,3 +323,11 @@ def test_time_from_grib_keys(tmp_path: Path) -> None:
     field = read_native(write(tmp_path, tiny_grib(TINY, dataDate=20240229, dataTime=2358)))
     valid = datetime.fromisoformat(field.attrs["end_time"])
     assert valid == datetime(2024, 2, 29, 23, 58, tzinfo=UTC)
+
+
+def test_discipline_209_from_another_centre_is_not_mrms(tmp_path: Path) -> None:
+    path = write(tmp_path, tiny_grib(TINY, centre=98))
+    with pytest.raises(FileFormatError, match="not a known radar product"):
+        detect_source(path)
+    with pytest.raises(FileFormatError, match="originating centre 98 is not NSSL"):
+        read_native(path, source="mrms")

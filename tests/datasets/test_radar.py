@@ -24,6 +24,7 @@ from qpebench.datasets.radar import (
     read_radar,
     scan_radar,
     summarize,
+    to_rain_rate,
     zr_relation,
 )
 from qpebench.errors import (
@@ -303,3 +304,82 @@ def test_scan_of_the_whole_shared_archive_reads_every_radar_file(real_data, tmp_
     (mixed / "cut.hdf").write_bytes((mixed / p.name).read_bytes()[:50_000])
     scan = scan_radar(mixed)
     assert len(scan.good) == 2 and [b.path.name for b in scan.bad] == ["cut.hdf"]
+
+
+def test_accumulation_becomes_a_rate_over_its_own_period(tmp_path, write_odim):
+    # write_odim's window is 11:55–12:00: 5 min, so mm per 5 min × 12 = mm/h.
+    path = write_odim(
+        tmp_path / "acrr.h5", dbz_raw(), quantity="ACRR", what={"gain": 0.01, "offset": 0.0}
+    )
+    native = read_native(path)
+    assert native.attrs["accumulation_minutes"] == 5.0
+    assert native.attrs["start_time"] == "2024-01-01T11:55:00Z"
+    rate = read_radar(path)
+    assert np.allclose(rate.values, native.values * 12.0, equal_nan=True)
+    assert rate.attrs["kind"] == "rate" and rate.attrs["native_kind"] == "accumulation"
+
+
+def test_converting_twice_changes_nothing(tmp_path, write_odim):
+    acrr = write_odim(
+        tmp_path / "acrr.h5", dbz_raw(), quantity="ACRR", what={"gain": 0.01, "offset": 0.0}
+    )
+    dbz = write_odim(tmp_path / "dbz.h5", dbz_raw(), quantity="DBZH")
+    for once in (read_radar(acrr), read_radar(dbz, zr="marshall_palmer")):
+        twice = to_rain_rate(once, zr="marshall_palmer")
+        assert np.array_equal(twice.values, once.values, equal_nan=True)
+        assert twice.attrs["kind"] == "rate" and twice.attrs["units"] == "mm/h"
+        assert summarize(twice)["kind"] == "rate"
+
+
+def test_zr_specs_of_the_wrong_type_are_config_errors():
+    with pytest.raises(ConfigError, match="pair of numbers"):
+        zr_relation(200)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="pair of numbers"):
+        zr_relation(("x", 1.6))  # type: ignore[arg-type]
+
+
+def test_odim_without_object_and_with_two_rate_fields(tmp_path, write_odim):
+    path = write_odim(tmp_path / "noobj.h5", dbz_raw())
+    with h5py.File(path, "r+") as h5:
+        del h5["what"].attrs["object"]
+    with pytest.raises(FileFormatError, match=r"noobj\.h5: ODIM file without /what/object"):
+        read_native(path)
+    path = write_odim(tmp_path / "two.h5", dbz_raw(), what={"gain": 0.1, "offset": 0.0})
+    with h5py.File(path, "r+") as h5:
+        h5.copy("dataset1", "dataset10")
+    with pytest.raises(FileFormatError, match="RATE appears in /dataset1/data1 and /dataset10"):
+        read_native(path)
+
+
+def test_a_faulty_plugin_sniff_does_not_stop_detection_or_scans(tmp_path, write_odim):
+    from qpebench.datasets.radar import RadarReader, register_reader
+
+    def broken_sniff(probe):
+        raise RuntimeError("plugin bug")
+
+    register_reader(RadarReader("broken", "test", "a plugin with a bug", broken_sniff, read_native))
+    try:
+        good = write_odim(tmp_path / "good.h5", dbz_raw(), what={"gain": 0.1, "offset": 0.0})
+        assert detect_source(good) == "odim"
+        text = tmp_path / "notes.txt"
+        text.write_text("hello")
+        with pytest.raises(FileFormatError, match="sniff errors: broken: RuntimeError: plugin bug"):
+            detect_source(text)
+        assert len(scan_radar(tmp_path).good) == 1
+    finally:
+        RADAR_READERS.unregister("broken")
+
+
+def test_scan_with_an_unknown_source_fails_once(tmp_path, write_odim):
+    write_odim(tmp_path / "a.h5", dbz_raw())
+    with pytest.raises(UnknownNameError, match="unknown radar reader 'odm'"):
+        scan_radar(tmp_path, source="odm")
+
+
+def test_cli_lists_the_registered_readers(capsys):
+    assert main(["inspect", "--readers", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in rows] == RADAR_READERS.names()
+    assert {r["network"] for r in rows} >= {"MRMS (NOAA/NSSL)", "DWD", "KNMI", "FMI", "BoM"}
+    assert main(["inspect"]) == 2
+    assert "inspect needs a file or directory" in capsys.readouterr().err

@@ -70,17 +70,18 @@ def test_min_coverage_blanks_sparse_cells():
 
 def test_total_is_conserved_across_projections():
     # Source: 2 km LAEA around (52N, 8E); target: 5 km LAEA around (50N, 10E), larger, so all
-    # source rain lands in it. Σ mean × valid area on the target equals the source total, to the
-    # sub-cell discretisation of cell boundaries (valid_fraction is capped at 1 per cell).
+    # source rain lands in it. Σ mean × valid area on the target equals the source total.
     src = laea_grid(52, 8, 2000.0, (100, 120))
     tgt = laea_grid(50, 10, 5000.0, (140, 140))
     values = rain(src.shape, seed=3)
     regridder = Regridder(src, tgt, min_coverage=1e-6, supersample=4)
     out = regridder(field_on(src, values))
     source_total = np.nansum(values) * 2000.0**2
-    valid_area = out.valid_fraction.values * 5000.0**2
-    target_total = np.nansum(out.values.astype(np.float64) * valid_area)
-    assert target_total == pytest.approx(source_total, rel=1e-3)
+    target_total = np.nansum(out.values.astype(np.float64) * out.valid_area.values)
+    assert target_total == pytest.approx(source_total, rel=1e-6)
+    # valid_fraction is capped at 1 per cell, so it only approximates the volume.
+    capped = np.nansum(out.values.astype(np.float64) * out.valid_fraction.values) * 5000.0**2
+    assert capped == pytest.approx(source_total, rel=1e-2)
     weights = regridder._weights  # the exact statement: every source cell's area is assigned once
     assert np.allclose(np.asarray(weights.sum(axis=0)).ravel(), 2000.0**2)
 
@@ -120,7 +121,7 @@ def test_refusals():
     dbz = field_on(src, np.full(src.shape, 20.0), kind="reflectivity", units="dBZ")
     with pytest.raises(ConversionError, match="area mean of dBZ"):
         Regridder(src, tgt)(dbz)
-    with pytest.raises(ConfigError, match="not this regridder's source grid"):
+    with pytest.raises(ConfigError, match="not on this regridder's source grid"):
         Regridder(tgt, src)(field_on(src, np.ones(src.shape)))
     with pytest.raises(ConfigError, match="unknown regridding method 'bilinear'"):
         Regridder(src, tgt, method="bilinear")  # type: ignore[arg-type]
@@ -146,5 +147,96 @@ def test_opera_to_a_4km_german_grid_conserves_rain(real_data):
     xe, ye = germany.edges()
     inside = (gx > xe[0]) & (gx < xe[-1]) & (gy < ye[0]) & (gy > ye[-1])
     source_volume = np.nansum(np.where(inside, field.values, 0.0)) * 2000.0**2
-    target_volume = np.nansum(de.values.astype(np.float64) * de.valid_fraction.values) * 4000.0**2
+    target_volume = np.nansum(de.values.astype(np.float64) * de.valid_area.values)
     assert target_volume == pytest.approx(source_volume, rel=2e-3)
+
+
+def latlon_grid(lat_top: float, lon_left: float, step: float, shape: tuple[int, int]) -> Grid:
+    return Grid.from_corner(
+        CRS.from_epsg(4326),
+        x_left=lon_left,
+        y_top=lat_top,
+        dx=step,
+        dy=step,
+        nx=shape[1],
+        ny=shape[0],
+    )
+
+
+def geodesic_area(grid: Grid, row: int, col: int) -> float:
+    """Area (m²) of one cell as the WGS 84 geodesic polygon of its densified outline."""
+    xe, ye = grid.edges()
+    t = np.linspace(0.0, 1.0, 20)
+    xs = np.concatenate(
+        [
+            xe[col] + (xe[col + 1] - xe[col]) * t,
+            np.full(20, xe[col + 1]),
+            xe[col + 1] + (xe[col] - xe[col + 1]) * t,
+            np.full(20, xe[col]),
+        ]
+    )
+    ys = np.concatenate(
+        [
+            np.full(20, ye[row]),
+            ye[row] + (ye[row + 1] - ye[row]) * t,
+            np.full(20, ye[row + 1]),
+            ye[row + 1] + (ye[row] - ye[row + 1]) * t,
+        ]
+    )
+    lon, lat = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True).transform(xs, ys)
+    area, _ = Geod(ellps="WGS84").polygon_area_perimeter(lon, lat)
+    return abs(area)
+
+
+def test_latlon_cell_areas_are_true_areas_in_square_metres():
+    grid = latlon_grid(55.0, -130.0, 0.01, (3500, 10))
+    rows = np.array([0, 1750, 3499])
+    ours = _true_area(grid, rows, np.zeros(3, dtype=np.int64))
+    for area, row in zip(ours, rows, strict=True):
+        assert area == pytest.approx(geodesic_area(grid, int(row), 0), rel=1e-5)
+
+
+def test_latlon_source_onto_projected_target_conserves_volume():
+    # An MRMS-like 0.01° grid onto a 4 km LAEA grid inside it (and the reverse direction).
+    src = latlon_grid(40.0, -100.0, 0.01, (300, 400))
+    tgt = laea_grid(38.5, -98.0, 4000.0, (40, 40))
+    values = rain(src.shape, seed=11, nan_fraction=0.0)
+    out = Regridder(src, tgt, min_coverage=0.9, supersample=4)(field_on(src, values))
+    assert np.isfinite(out.values).all()  # fully inside the source: every cell covered
+    # Each 4 km cell receives its own area, to the sub-cell discretisation of its boundary.
+    assert np.allclose(out.valid_fraction.values, 1.0, atol=0.08)
+    constant = Regridder(src, tgt)(field_on(src, np.full(src.shape, 3.0)))
+    assert np.allclose(constant.values, 3.0)
+    # Volume: every source cell that lands in the target, by its true area.
+    rr, cc = np.indices(src.shape)
+    area = _true_area(src, rr.ravel(), cc.ravel()).reshape(src.shape)
+    gx, gy = Transformer.from_crs(src.crs, tgt.crs, always_xy=True).transform(src.x[cc], src.y[rr])
+    xe, ye = tgt.edges()
+    inside = (gx > xe[0]) & (gx < xe[-1]) & (gy < ye[0]) & (gy > ye[-1])
+    source_volume = float(np.sum(values * area * inside))
+    target_volume = float(np.nansum(out.values.astype(np.float64) * out.valid_area.values))
+    assert target_volume == pytest.approx(source_volume, rel=2e-3)
+    back = Regridder(tgt, latlon_grid(38.3, -98.1, 0.1, (3, 3)), min_coverage=0.5)
+    assert np.allclose(back(constant).values, 3.0)
+    assert 0.0 < float(back(constant).valid_fraction.min()) <= 1.0
+
+
+def test_offsets_below_a_hundredth_of_a_cell_are_the_same_grid():
+    src = laea_grid(50, 10, 2000.0, (10, 10))
+    shifted = Grid(src.crs, src.x + 2.5, src.y - 1.0)  # OPERA NIMBUS vs ODYSSEY: 2.5 m
+    assert shifted.same_as(src)
+    far = Grid(src.crs, src.x + 100.0, src.y)
+    assert not far.same_as(src)
+    with pytest.raises(ConfigError, match=r"offset by up to 0\.05 × 0 cells"):
+        Regridder(src, laea_grid(50, 10, 4000.0, (5, 5)))(field_on(far, np.ones(far.shape)))
+
+
+@pytest.mark.realdata
+def test_a_regridder_on_the_odyssey_grid_takes_nimbus_fields(real_data):
+    # The two generations describe the same grid with corners 2.5 m apart (0.1 % of a cell).
+    legacy = read_radar(real_data / "opera/legacy_20180824/T_PAAH21_C_EUOC_20180824180000.hdf")
+    nimbus = read_radar(real_data / "opera/nimbus_20241126/T_PAAH22_C_EUOC_20241126010000.hdf")
+    offset = Grid.of(nimbus).offset_from(Grid.of(legacy))
+    assert offset is not None and offset != "0 × 0 cells"
+    regridder = Regridder(Grid.of(legacy), laea_grid(51.0, 10.0, 4000.0, (50, 50)))
+    assert np.isfinite(regridder(nimbus).values).any()
