@@ -371,3 +371,30 @@ def test_header_parser_reads_keyed_fields() -> None:
     assert (header.lead_minutes, header.module_flags, header.format_version) == (60, 8, 5)
     assert header.radars == ("deasb", "deboo")
     assert header.time.isoformat() == "2022-10-18T07:00:00+00:00"
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize(("product", "step"), [("ry", 0.01), ("rw", 0.1)])
+def test_pysteps_importer_differs_only_by_its_known_errors(real_data, tmp_path, product, step):
+    importers = pytest.importorskip("pysteps.io.importers")
+    src = real_data / "radolan" / f"raa01-{product}_10000-1408102050-dwd---bin.gz"
+    data = gzip.decompress(src.read_bytes())
+    plain = tmp_path / f"{product}.bin"
+    plain.write_bytes(data)
+    theirs, _, _ = importers.import_dwd_radolan(str(plain), product.upper())
+    ours = read_native(src).values.astype(np.float64)
+    assert np.array_equal(np.isnan(theirs), np.isnan(ours))
+    # The raw 16-bit words, decoded here independently: bit 13 (0x1000) = secondary data.
+    words = np.frombuffer(data[data.index(b"\x03") + 1 :], "<u2").reshape(ours.shape)
+    secondary = (words & 0x1000) != 0
+    finite = np.isfinite(ours)
+    diff = theirs - ours
+    # pysteps 1.21 subtracts 0.01 mm from every value, whatever the precision (0 mm becomes
+    # −0.01) ...
+    assert np.allclose(diff[finite & ~secondary], -0.01, atol=1e-4)  # ours are float32
+    # ... and reads the secondary-data flag of most flagged cells as part of the value (+4096
+    # steps); only RW has such cells here.
+    flagged = diff[finite & secondary]
+    bumped = np.isclose(flagged, 4096 * step - 0.01, atol=1e-4)
+    assert np.all(bumped | np.isclose(flagged, -0.01, atol=1e-4))
+    assert bumped.any() == (product == "rw")
