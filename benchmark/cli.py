@@ -56,7 +56,9 @@ def _parser() -> argparse.ArgumentParser:
     store_sub = store.add_subparsers(dest="action", required=True)
     verify = store_sub.add_parser("verify", help="check shard checksums against the manifest")
     verify.add_argument("store", type=Path)
-    inspect = sub.add_parser("inspect", help="what a radar file holds; a directory is scanned")
+    inspect = sub.add_parser(
+        "inspect", help="what a radar or satellite file holds; a radar directory is scanned"
+    )
     inspect.add_argument("path", type=Path, nargs="?", help="a file, or a directory to scan")
     inspect.add_argument("--json", action="store_true", help="JSON with stable keys")
     inspect.add_argument("--source", help="force a reader instead of detecting the format")
@@ -80,11 +82,34 @@ def _readers(as_json: bool) -> int:
 
 
 def _inspect(path: Path | None, as_json: bool, source: str | None) -> int:
-    from qpebench.datasets.radar import read_native, scan_radar, summarize
+    from qpebench.datasets.radar import detect_source, read_native, scan_radar, summarize
+    from qpebench.datasets.satellite import (
+        detect_satellite_source,
+        read_satellite,
+        scan_files,
+        summarize_scan,
+    )
+    from qpebench.errors import FileFormatError
+    from qpebench.registry import SATELLITE_READERS
 
     if path is None:
         raise ConfigError("inspect needs a file or directory (or --readers)")
     if not path.is_dir():
+        satellite = source in SATELLITE_READERS
+        if source is None:
+            try:
+                detect_source(path)
+            except FileFormatError as radar_error:
+                try:
+                    detect_satellite_source(path)
+                except FileFormatError:
+                    raise radar_error from None
+                satellite = True
+        if satellite:
+            files = scan_files(path, source=source)
+            held = summarize_scan(read_satellite(files, bands="all", source=source, with_vza=False))
+            print(json.dumps(held, indent=2) if as_json else _scan_text(held))
+            return 0
         summary = summarize(read_native(path, source=source))
         print(json.dumps(summary, indent=2) if as_json else _summary_text(summary))
         return 0
@@ -101,6 +126,26 @@ def _inspect(path: Path | None, as_json: bool, source: str | None) -> int:
             )
         print(scan.report())
     return 1 if scan.bad else 0
+
+
+def _scan_text(s: dict[str, Any]) -> str:
+    rows = [
+        ("files", f"{len(s['files'])}: {s['files'][0]}{' …' if len(s['files']) > 1 else ''}"),
+        ("source", f"{s['source']} ({s['sensor']}, {s['platform']})"),
+        ("shape", f"{s['shape'][0]} rows × {s['shape'][1]} columns"),
+        ("crs", s["crs"]),
+        ("cell size", f"{s['cell_size'][0]:.1f} × {s['cell_size'][1]:.1f} m"),
+        ("nominal time", s["nominal_time"]),
+        ("observed", f"{s['start_time']} – {s['end_time']}"),
+    ]
+    for b in s["bands"]:
+        values = (
+            f"{b['min']:.2f} / {b['mean']:.2f} / {b['max']:.2f} K"
+            if b["min"] is not None
+            else "no valid cell"
+        )
+        rows.append((b["band"], f"{b['channel']} {b['wavelength_um']:g} µm  min/mean/max {values}"))
+    return "\n".join(f"{k:<14}{v}" for k, v in rows)
 
 
 def _summary_text(s: dict[str, Any]) -> str:

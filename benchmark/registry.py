@@ -127,7 +127,16 @@ METRICS: Registry[Any] = Registry("metric", "qpebench.metrics")
 SPLITS: Registry[Any] = Registry("split", "qpebench.splits")
 #: File readers of radar products (``qpebench.datasets.radar.RadarReader``), by source name.
 RADAR_READERS: Registry[Any] = Registry("radar reader", "qpebench.radar_readers")
-ALL_REGISTRIES: tuple[Registry[Any], ...] = (DATASETS, MODELS, METRICS, SPLITS, RADAR_READERS)
+#: File readers of geostationary IR products (``qpebench.datasets.satellite.SatelliteReader``).
+SATELLITE_READERS: Registry[Any] = Registry("satellite reader", "qpebench.satellite_readers")
+ALL_REGISTRIES: tuple[Registry[Any], ...] = (
+    DATASETS,
+    MODELS,
+    METRICS,
+    SPLITS,
+    RADAR_READERS,
+    SATELLITE_READERS,
+)
 
 _loaded = False
 

@@ -35,7 +35,8 @@ import gzip
 import io
 import os
 import zlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -277,7 +278,7 @@ def make_field(
         data[quiet] = np.nan
     status[quiet] = NO_ECHO
     coords: dict[str, Any] = dict(grid.coords())
-    coords["time"] = ((), _np_time(valid_time))
+    coords["time"] = ((), np_time(valid_time))
     coords["status"] = (
         ("y", "x"),
         status,
@@ -300,8 +301,8 @@ def make_field(
         "quantity": quantity,
         "kind": kind,
         "accumulation_minutes": float(accumulation_minutes),
-        "start_time": _iso(start_time or valid_time),
-        "end_time": _iso(valid_time),
+        "start_time": iso_time(start_time or valid_time),
+        "end_time": iso_time(valid_time),
         "file": str(path),
         "grid_mapping": GRID_MAPPING,
     }
@@ -470,13 +471,24 @@ def read_native(path: str | os.PathLike[str], *, source: str | None = None) -> x
     reader: RadarReader = RADAR_READERS.get(name)
     if source is not None:
         probe_file(path)  # empty, missing or unopenable files get the same messages
+    with reader_errors(path, name):
+        field = reader.read(path)
+    return field
+
+
+@contextmanager
+def reader_errors(path: Path, reader: str) -> Iterator[None]:
+    """Turn any failure inside a reader into a :class:`FileFormatError` naming file and reader.
+
+    qpebench's own errors and ``FileNotFoundError`` pass through unchanged.
+    """
     try:
-        return reader.read(path)
+        yield
     except (QpebenchError, FileNotFoundError):
         raise
     except Exception as exc:  # any failure inside a reader is a problem of this file
         raise FileFormatError(
-            f"{path}: cannot read as {name}: {type(exc).__name__}: {exc}"
+            f"{path}: cannot read as {reader}: {type(exc).__name__}: {exc}"
         ) from exc
 
 
@@ -679,12 +691,14 @@ def decoded_attrs(node: h5py.Group | h5py.Dataset | None) -> dict[str, Any]:
     }
 
 
-def _np_time(t: datetime) -> np.datetime64:
+def np_time(t: datetime) -> np.datetime64:
+    """A datetime (aware or naive UTC) as ``datetime64[ns]`` UTC."""
     naive = t.astimezone(UTC).replace(tzinfo=None) if t.tzinfo else t
     return np.datetime64(naive, "ns")
 
 
-def _iso(t: datetime) -> str:
+def iso_time(t: datetime) -> str:
+    """A datetime (aware or naive UTC) as ISO 8601 UTC with a ``Z``."""
     aware = t if t.tzinfo else t.replace(tzinfo=UTC)
     return aware.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
