@@ -22,7 +22,7 @@ target is transformed.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -211,6 +211,42 @@ class Regridder:
         t = np.arange(n_tgt)[inside]
         return sp.csr_matrix((np.ones(t.size), (t, s[inside])), shape=(n_tgt, n_src))
 
+    def apply(
+        self, values: npt.NDArray[np.floating[Any]]
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float64]]:
+        """Regrid plain arrays ``(..., rows, cols)`` on the source grid (NaN = no data).
+
+        Returns:
+            The regridded values ``(..., target rows, target cols)`` (NaN below
+            ``min_coverage``), the valid fraction and the valid area (m²) of each target cell.
+
+        Raises:
+            ConfigError: The trailing shape is not the source grid's.
+        """
+        if values.shape[-2:] != self.source.shape:
+            raise ConfigError(
+                f"values of shape {values.shape} are not on the source grid {self.source.shape}"
+            )
+        lead = values.shape[:-2]
+        flat = np.asarray(values, np.float64).reshape(-1, self.source.y.size * self.source.x.size).T
+        valid = np.isfinite(flat)
+        valid_area = np.asarray(self._weights @ valid.astype(np.float64))
+        total = np.asarray(self._weights @ np.where(valid, flat, 0.0))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = total / valid_area
+            fraction = np.where(
+                self._target_area[:, None] > 0, valid_area / self._target_area[:, None], 0.0
+            )
+        fraction = np.clip(fraction, 0.0, 1.0)
+        ok = (valid_area > 0) & (fraction >= self.min_coverage - 1e-9)
+        shape = (*lead, *self.target.shape)
+        out = np.where(ok, mean, np.nan).T.reshape(shape).astype(np.float32)
+        return (
+            out,
+            fraction.T.reshape(shape).astype(np.float32),
+            np.where(ok, valid_area, 0.0).T.reshape(shape),
+        )
+
     def __call__(self, field: xr.DataArray) -> xr.DataArray:
         """Regrid one field (a rain rate or amount from a qpebench reader) onto the target grid.
 
@@ -241,17 +277,9 @@ class Regridder:
                 f"{field.attrs.get('file')}: field is not on this regridder's source grid "
                 f"{self.source.shape} ({self.source.proj4}): {how}"
             )
-        values = np.asarray(field.values, np.float64).ravel()
-        valid = np.isfinite(values)
-        filled = np.where(valid, values, 0.0)
-        valid_area = self._weights @ valid.astype(np.float64)
-        total = self._weights @ filled
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = total / valid_area
-            fraction = np.where(self._target_area > 0, valid_area / self._target_area, 0.0)
-        fraction = np.clip(fraction, 0.0, 1.0)
-        ok = (valid_area > 0) & (fraction >= self.min_coverage - 1e-9)
-        out = np.where(ok, mean, np.nan).reshape(self.target.shape).astype(np.float32)
+        out, fraction, valid_area = self.apply(np.asarray(field.values))
+        ok = np.isfinite(out).ravel()
+        fraction, valid_area = fraction.ravel(), valid_area.ravel()
         status = np.where(ok, ECHO, NO_DATA).astype(np.uint8).reshape(self.target.shape)
         status[ok.reshape(self.target.shape) & (out == 0)] = NO_ECHO
         coords = dict(self.target.coords())
