@@ -38,6 +38,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python -P benchmarks/store_read.py
 	$(BIN)/python -P benchmarks/synthetic_build.py
 	$(BIN)/python -P benchmarks/radar_read.py
+	$(BIN)/python -P benchmarks/colocate.py
 	bash benchmarks/demo_fresh_clone.sh
 
 clean:

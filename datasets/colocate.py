@@ -21,24 +21,36 @@ The grid is then tiled into ``patch_size`` squares (stride ``stride``); a patch 
 every IR value is finite and within the sample interface's 150–350 K, its valid radar fraction is
 at least ``min_valid_fraction`` and its rain fraction (≥ 0.1 mm/h) at least
 ``min_rain_fraction``. Drops are counted by reason in the :class:`ColocationReport`.
+
+The work runs in two parallel phases, each task's result written atomically to ``<store>/.work``
+before the next phase: (1) one task per satellite scan (read, regrid, viewing angles) → a frame
+file; (2) one task per chunk of ``radar_chunk`` consecutive radar files (read, regrid, match
+frames, tile, filter) → a chunk file. Finished tasks are skipped when a build is resumed after an
+interruption; shards are then written in chunk order, so the store does not depend on the number
+of workers. Tasks run in-process (``workers=1``), on a Dask ``LocalCluster`` of ``workers``
+processes, or on an existing Dask scheduler (``scheduler="tcp://host:8786"``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import itertools
+import json
 import os
+import shutil
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import pandas as pd
 from pyproj import Transformer
+from tqdm import tqdm
 
+from qpebench.atomic import write_bytes_atomic
 from qpebench.bands import DEFAULT_BANDS, validate_bands
 from qpebench.datasets.grid import Grid
 from qpebench.datasets.radar import QualityControl, read_radar
@@ -68,7 +80,7 @@ class ColocationConfig:
         min_rain_fraction: Least share of cells with ≥ 0.1 mm/h in a patch.
         radar_min_coverage: Least valid radar area share of a target cell.
         zr: Z–R relation name for reflectivity products (``None``: refuse them).
-        shard_size: Samples per store shard.
+        radar_chunk: Radar files per parallel task (one store shard each, if any sample).
     """
 
     region: str
@@ -84,7 +96,7 @@ class ColocationConfig:
     min_rain_fraction: float = 0.0
     radar_min_coverage: float = 0.5
     zr: str | None = None
-    shard_size: int = 64
+    radar_chunk: int = 16
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bands", validate_bands(list(self.bands)))
@@ -97,7 +109,7 @@ class ColocationConfig:
             "min_valid_fraction": 0 <= self.min_valid_fraction <= 1,
             "min_rain_fraction": 0 <= self.min_rain_fraction <= 1,
             "radar_min_coverage": 0 < self.radar_min_coverage <= 1,
-            "shard_size": self.shard_size >= 1,
+            "radar_chunk": self.radar_chunk >= 1,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
@@ -128,14 +140,6 @@ class ColocationReport:
         return "\n".join(lines)
 
 
-@dataclass(frozen=True)
-class _Frame:
-    tb: npt.NDArray[np.float32]  # (C, H, W) on the target grid
-    vza: npt.NDArray[np.float32]  # (H, W)
-    satellite: str
-    sensor: str
-
-
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as fh:
@@ -157,43 +161,206 @@ def _group_scans(paths: Iterable[Path]) -> list[list[Path]]:
     return groups
 
 
-def _satellite_frames(
-    paths: Iterable[Path], grid: Grid, config: ColocationConfig, report: ColocationReport
-) -> dict[int, _Frame]:
-    frames: dict[int, _Frame] = {}
-    regridders: dict[tuple[Any, ...], Regridder] = {}
-    for files in _group_scans(paths):
-        try:
-            scan = read_satellite(files, bands=config.bands, ir108=config.ir108, with_vza=False)
-        except (QpebenchError, OSError) as exc:
-            report.bad_files.append(str(exc))
-            continue
-        source = Grid.of(scan)
-        key = (source.crs.to_wkt(), source.x.tobytes(), source.y.tobytes())
-        if key not in regridders:
-            regridders[key] = Regridder(source, grid, min_coverage=1e-6)
-        tb, _, _ = regridders[key].apply(np.asarray(scan.values))
-        vza = viewing_zenith(
-            grid, scan.attrs["satellite_longitude"], scan.attrs["satellite_height"]
-        )
-        frames[_seconds(scan["time"].values)] = _Frame(
-            tb, vza, scan.attrs["platform"], scan.attrs["sensor"]
-        )
-        report.satellite_scans += 1
-    return frames
-
-
 def _seconds(value: Any) -> int:
     """A scalar datetime64 (any unit) as whole seconds since 1970 (UTC)."""
     return int(np.asarray(value).astype("datetime64[s]").astype(np.int64))
 
 
-def _match(frames: dict[int, _Frame], wanted: int, tolerance: int) -> int | None:
+def _save(path: Path, arrays: dict[str, Any]) -> None:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    write_bytes_atomic(path, buffer.getvalue())
+
+
+_REGRIDDERS: dict[tuple[Any, ...], Regridder] = {}  # per process: weights are costly to build
+
+
+def _regridder(source: Grid, target: Grid, min_coverage: float) -> Regridder:
+    key = (
+        source.crs.to_wkt(),
+        source.x.tobytes(),
+        source.y.tobytes(),
+        target.crs.to_wkt(),
+        target.x.tobytes(),
+        target.y.tobytes(),
+        min_coverage,
+    )
+    if key not in _REGRIDDERS:
+        _REGRIDDERS[key] = Regridder(source, target, min_coverage=min_coverage)
+    return _REGRIDDERS[key]
+
+
+def _frame_task(files: list[Path], grid: Grid, config: ColocationConfig, out: Path) -> str:
+    """Phase 1: one satellite scan onto the grid → ``out`` (skipped if done); an error text."""
+    if out.exists():
+        return ""
+    try:
+        scan = read_satellite(files, bands=config.bands, ir108=config.ir108, with_vza=False)
+    except (QpebenchError, OSError) as exc:
+        return str(exc)
+    tb, _, _ = _regridder(Grid.of(scan), grid, 1e-6).apply(np.asarray(scan.values))
+    vza = viewing_zenith(grid, scan.attrs["satellite_longitude"], scan.attrs["satellite_height"])
+    _save(
+        out,
+        {
+            "tb": tb,
+            "vza": vza,
+            "time": _seconds(scan["time"].values),
+            "satellite": scan.attrs["platform"],
+            "sensor": scan.attrs["sensor"],
+        },
+    )
+    return ""
+
+
+def _match(times: Sequence[int], wanted: int, tolerance: int) -> int | None:
     """The frame time nearest to ``wanted`` (s), if within ``tolerance`` (s)."""
-    if not frames:
+    if not times:
         return None
-    nearest = min(frames, key=lambda t: abs(t - wanted))
+    nearest = min(times, key=lambda t: abs(t - wanted))
     return nearest if abs(nearest - wanted) <= tolerance else None
+
+
+def _chunk_task(
+    radar: list[Path],
+    frames: dict[int, Path],
+    grid: Grid,
+    config: ColocationConfig,
+    qc: QualityControl | None,
+    out: Path,
+) -> None:
+    """Phase 2: radar files → matched, tiled, filtered samples → ``out`` (skipped if done)."""
+    if out.exists():
+        return
+    step = round(config.step_minutes * 60)
+    tolerance = round(config.tolerance_minutes * 60)
+    offset = round(config.offset_minutes * 60)
+    p = config.patch_size
+    stride = config.stride or p
+    to_lonlat = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True)
+    dropped: Counter[str] = Counter()
+    bad: list[str] = []
+    radar_times = 0
+    ir_list, rain_list, valid_list, time_list, rows = [], [], [], [], []
+    loaded: dict[int, Any] = {}
+    for path in radar:
+        try:
+            field_ = read_radar(path, zr=config.zr, qc=qc)
+        except (QpebenchError, OSError) as exc:
+            bad.append(str(exc))
+            continue
+        radar_times += 1
+        rain, _, _ = _regridder(Grid.of(field_), grid, config.radar_min_coverage).apply(
+            np.asarray(field_.values)
+        )
+        t = _seconds(field_["time"].values)
+        wanted = [t - offset - k * step for k in range(config.frames - 1, -1, -1)]
+        found = [_match(list(frames), w, tolerance) for w in wanted]
+        times = [f for f in found if f is not None]
+        if len(times) < len(wanted):
+            dropped[f"no satellite frame within ±{config.tolerance_minutes:g} min"] += 1
+            continue
+        if any(b - a != step for a, b in itertools.pairwise(times)):
+            dropped["satellite frames not exactly one step apart"] += 1
+            continue
+        for f in times:
+            if f not in loaded:
+                with np.load(frames[f]) as data:
+                    loaded[f] = {k: data[k] for k in data.files}
+        stack = np.stack([loaded[f]["tb"] for f in times])  # (T, C, H, W)
+        last = loaded[times[-1]]
+        ts = pd.Timestamp(t, unit="s", tz="UTC")
+        for r0 in range(0, grid.shape[0] - p + 1, stride):
+            for c0 in range(0, grid.shape[1] - p + 1, stride):
+                ir = stack[:, :, r0 : r0 + p, c0 : c0 + p]
+                if not np.isfinite(ir).all():
+                    dropped["satellite does not cover the patch"] += 1
+                    continue
+                if ir.min() < TB_RANGE[0] or ir.max() > TB_RANGE[1]:
+                    dropped["brightness temperature outside 150–350 K"] += 1
+                    continue
+                patch = rain[r0 : r0 + p, c0 : c0 + p]
+                valid = np.isfinite(patch)
+                valid_fraction = float(valid.mean())
+                if valid_fraction < config.min_valid_fraction:
+                    dropped["radar coverage below min_valid_fraction"] += 1
+                    continue
+                wet = float((np.nan_to_num(patch) >= 0.1).sum() / max(valid.sum(), 1))
+                if wet < config.min_rain_fraction:
+                    dropped["rain fraction below min_rain_fraction"] += 1
+                    continue
+                lon, lat = to_lonlat.transform(grid.x[c0 + p // 2], grid.y[r0 + p // 2])
+                ir_list.append(ir)
+                rain_list.append(patch)
+                valid_list.append(valid)
+                time_list.append(times)
+                rows.append(
+                    {
+                        "region": config.region,
+                        "satellite": str(last["satellite"]),
+                        "sensor": str(last["sensor"]),
+                        "radar_network": str(field_.attrs.get("network", "")),
+                        "grid": config.region,
+                        "time": ts.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                        "year": ts.year,
+                        "month": ts.month,
+                        "season": ("DJF", "MAM", "JJA", "SON")[(ts.month % 12) // 3],
+                        "local_hour": round((ts.hour + ts.minute / 60 + lon / 15) % 24, 3),
+                        "lat": round(float(lat), 4),
+                        "lon": round(float(lon), 4),
+                        "vza": round(float(last["vza"][r0 + p // 2, c0 + p // 2]), 3),
+                        "patch_row": r0,
+                        "patch_col": c0,
+                        "frame_step_s": step,
+                        "accumulation_s": round(60 * float(field_.attrs["accumulation_minutes"])),
+                        "valid_fraction": round(valid_fraction, 5),
+                        "rain_fraction": round(wet, 5),
+                        "radar_file": path.name,
+                        "radar_sha256": _sha256(path),
+                    }
+                )
+    shape = (0, config.frames, len(config.bands), p, p)
+    _save(
+        out,
+        {
+            "ir": np.stack(ir_list).astype(np.float32) if rows else np.zeros(shape, np.float32),
+            "rain": np.stack(rain_list).astype(np.float32) if rows else np.zeros((0, p, p)),
+            "valid": np.stack(valid_list) if rows else np.zeros((0, p, p), bool),
+            "time": np.asarray(time_list, np.int64).reshape(-1, config.frames),
+            "metadata": pd.DataFrame(rows).to_csv(index=False),
+            "report": json.dumps({"radar_times": radar_times, "dropped": dropped, "bad": bad}),
+        },
+    )
+
+
+def _run(
+    calls: list[tuple[Callable[..., Any], tuple[Any, ...]]],
+    *,
+    workers: int,
+    scheduler: str | None,
+    label: str,
+    progress: bool,
+) -> list[Any]:
+    """Run ``(function, args)`` calls in-process, on a local Dask cluster or a scheduler."""
+    if scheduler is None and workers <= 1:
+        return [fn(*args) for fn, args in tqdm(calls, desc=label, disable=not progress)]
+    from distributed import Client, LocalCluster, as_completed
+
+    cluster = (
+        None
+        if scheduler
+        else LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+        )
+    )
+    with Client(scheduler or cluster) as client:
+        futures = [client.submit(fn, *args, pure=False) for fn, args in calls]
+        for _ in tqdm(as_completed(futures), total=len(futures), desc=label, disable=not progress):
+            pass
+        results = client.gather(futures)
+    if cluster is not None:
+        cluster.close()
+    return list(results)
 
 
 def build_colocated_store(
@@ -204,16 +371,22 @@ def build_colocated_store(
     grid: Grid,
     config: ColocationConfig,
     qc: QualityControl | None = None,
+    workers: int = 1,
+    scheduler: str | None = None,
+    progress: bool = False,
 ) -> tuple[SampleStore, ColocationReport]:
     """Co-locate satellite scans and radar fields on ``grid`` and write a sample store.
 
     Args:
-        root: Store directory (resumed if an interrupted build with the same spec is there).
+        root: Store directory; an interrupted build with the same inputs resumes.
         satellite: Satellite files (any order; multi-file scans are grouped).
         radar: Radar files (one field each).
         grid: The common equal-area target grid (cell size in metres).
         config: Co-location settings.
         qc: Radar quality control.
+        workers: Processes of a local Dask cluster (1: run in this process).
+        scheduler: Address of an existing Dask scheduler (overrides ``workers``).
+        progress: Show progress bars.
 
     Returns:
         The store and a report of kept and dropped samples.
@@ -221,96 +394,47 @@ def build_colocated_store(
     Raises:
         ConfigError: No sample survives (the report's reasons are in the message).
     """
+    root = Path(root)
+    work = root / ".work"
+    (work / "frames").mkdir(parents=True, exist_ok=True)
+    (work / "chunks").mkdir(parents=True, exist_ok=True)
     report = ColocationReport()
-    frames = _satellite_frames([Path(p) for p in satellite], grid, config, report)
-    step = round(config.step_minutes * 60)
-    tolerance = round(config.tolerance_minutes * 60)
-    offset = round(config.offset_minutes * 60)
+    scans = _group_scans(Path(s) for s in satellite)
+    frame_files = [
+        work / "frames" / (hashlib.sha1("|".join(map(str, f)).encode()).hexdigest() + ".npz")
+        for f in scans
+    ]
+    errors = _run(
+        [(_frame_task, (f, grid, config, out)) for f, out in zip(scans, frame_files, strict=True)],
+        workers=workers,
+        scheduler=scheduler,
+        label="satellite scans",
+        progress=progress,
+    )
+    report.bad_files += [e for e in errors if e]
+    frames: dict[int, Path] = {}
+    for out in frame_files:
+        if out.exists():
+            with np.load(out) as data:
+                frames[int(data["time"])] = out
+    report.satellite_scans = len(frames)
+    radar_files = sorted(Path(r) for r in radar)
+    chunks = [
+        radar_files[i : i + config.radar_chunk]
+        for i in range(0, len(radar_files), config.radar_chunk)
+    ]
+    chunk_files = [work / "chunks" / f"chunk-{i:05d}.npz" for i in range(len(chunks))]
+    _run(
+        [
+            (_chunk_task, (c, frames, grid, config, qc, out))
+            for c, out in zip(chunks, chunk_files, strict=True)
+        ],
+        workers=workers,
+        scheduler=scheduler,
+        label="radar chunks",
+        progress=progress,
+    )
     p = config.patch_size
-    stride = config.stride or p
-    to_lonlat = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True)
-    radar_regridders: dict[tuple[Any, ...], Regridder] = {}
-    ir_list, rain_list, valid_list, time_list, rows = [], [], [], [], []
-    sources: dict[str, str] = {}
-    for path in sorted(Path(r) for r in radar):
-        try:
-            field_ = read_radar(path, zr=config.zr, qc=qc)
-        except (QpebenchError, OSError) as exc:
-            report.bad_files.append(str(exc))
-            continue
-        report.radar_times += 1
-        source = Grid.of(field_)
-        key = (source.crs.to_wkt(), source.x.tobytes(), source.y.tobytes())
-        if key not in radar_regridders:
-            radar_regridders[key] = Regridder(source, grid, min_coverage=config.radar_min_coverage)
-        rain, _, _ = radar_regridders[key].apply(np.asarray(field_.values))
-        t = _seconds(field_["time"].values)
-        wanted = [t - offset - k * step for k in range(config.frames - 1, -1, -1)]
-        found = [_match(frames, w, tolerance) for w in wanted]
-        if any(f is None for f in found):
-            report.dropped[f"no satellite frame within ±{config.tolerance_minutes:g} min"] += 1
-            continue
-        times = [f for f in found if f is not None]
-        if any(b - a != step for a, b in itertools.pairwise(times)):
-            report.dropped["satellite frames not exactly one step apart"] += 1
-            continue
-        stack = np.stack([frames[f].tb for f in times])  # (T, C, H, W)
-        last = frames[times[-1]]
-        sources[str(path)] = _sha256(path)
-        for r0 in range(0, grid.shape[0] - p + 1, stride):
-            for c0 in range(0, grid.shape[1] - p + 1, stride):
-                ir = stack[:, :, r0 : r0 + p, c0 : c0 + p]
-                if not np.isfinite(ir).all():
-                    report.dropped["satellite does not cover the patch"] += 1
-                    continue
-                if ir.min() < TB_RANGE[0] or ir.max() > TB_RANGE[1]:
-                    report.dropped["brightness temperature outside 150–350 K"] += 1
-                    continue
-                patch = rain[r0 : r0 + p, c0 : c0 + p]
-                valid = np.isfinite(patch)
-                valid_fraction = float(valid.mean())
-                if valid_fraction < config.min_valid_fraction:
-                    report.dropped["radar coverage below min_valid_fraction"] += 1
-                    continue
-                wet = float((np.nan_to_num(patch) >= 0.1).sum() / max(valid.sum(), 1))
-                if wet < config.min_rain_fraction:
-                    report.dropped["rain fraction below min_rain_fraction"] += 1
-                    continue
-                cy, cx = grid.y[r0 + p // 2], grid.x[c0 + p // 2]
-                lon, lat = to_lonlat.transform(cx, cy)
-                ts = pd.Timestamp(t, unit="s", tz="UTC")
-                ir_list.append(ir)
-                rain_list.append(patch)
-                valid_list.append(valid)
-                time_list.append(times)
-                rows.append(
-                    {
-                        "region": config.region,
-                        "satellite": last.satellite,
-                        "sensor": last.sensor,
-                        "radar_network": str(field_.attrs.get("network", "")),
-                        "grid": config.region,
-                        "time": ts.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                        "year": ts.year,
-                        "month": ts.month,
-                        "season": ("DJF", "MAM", "JJA", "SON")[(ts.month % 12) // 3],
-                        "local_hour": round((ts.hour + ts.minute / 60 + lon / 15) % 24, 3),
-                        "lat": round(float(lat), 4),
-                        "lon": round(float(lon), 4),
-                        "vza": round(float(last.vza[r0 + p // 2, c0 + p // 2]), 3),
-                        "patch_row": r0,
-                        "patch_col": c0,
-                        "frame_step_s": int(config.step_minutes * 60),
-                        "accumulation_s": int(
-                            60 * float(field_.attrs.get("accumulation_minutes", 0))
-                        ),
-                        "valid_fraction": round(valid_fraction, 5),
-                        "rain_fraction": round(wet, 5),
-                        "radar_file": path.name,
-                    }
-                )
-    if not rows:
-        raise ConfigError(f"co-location kept no sample:\n{report.summary()}")
     spec = StoreSpec(
         bands=config.bands,
         frames=config.frames,
@@ -326,24 +450,35 @@ def build_colocated_store(
                 "shape": list(grid.shape),
             }
         },
-        sources=[{"file": f, "sha256": h} for f, h in sorted(sources.items())],
+        # File names and checksums (not absolute paths: moving an archive keeps the version).
+        sources=[{"file": f.name, "sha256": _sha256(f)} for f in radar_files],
     )
-    writer = SampleStoreWriter(root, spec)
-    metadata = pd.DataFrame(rows)
-    n = len(rows)
-    for shard, start in enumerate(range(0, n, config.shard_size)):
-        stop = min(start + config.shard_size, n)
-        if writer.has_shard(shard):
-            continue
-        writer.write_shard(
-            shard,
-            SampleBatch(
-                ir=np.stack(ir_list[start:stop]).astype(np.float32),
-                rain=np.stack(rain_list[start:stop]).astype(np.float32),
-                valid=np.stack(valid_list[start:stop]),
-                time=np.asarray(time_list[start:stop], dtype=np.int64),
-                metadata=metadata.iloc[start:stop].reset_index(drop=True),
-            ),
-        )
-    report.samples = n
-    return writer.finalize(), report
+    writer: SampleStoreWriter | None = None
+    shard = 0
+    for out in chunk_files:
+        with np.load(out) as data:
+            part = json.loads(str(data["report"]))
+            report.radar_times += part["radar_times"]
+            report.dropped.update(part["dropped"])
+            report.bad_files += part["bad"]
+            if data["ir"].shape[0] == 0:
+                continue
+            writer = writer or SampleStoreWriter(root, spec)
+            if not writer.has_shard(shard):
+                writer.write_shard(
+                    shard,
+                    SampleBatch(
+                        ir=data["ir"],
+                        rain=data["rain"].astype(np.float32),
+                        valid=data["valid"],
+                        time=data["time"],
+                        metadata=pd.read_csv(io.StringIO(str(data["metadata"]))),
+                    ),
+                )
+            report.samples += int(data["ir"].shape[0])
+            shard += 1
+    if writer is None:
+        raise ConfigError(f"co-location kept no sample:\n{report.summary()}")
+    store = writer.finalize()
+    shutil.rmtree(work)
+    return store, report

@@ -17,7 +17,7 @@ from qpebench.datasets.regrid import laea_grid
 from qpebench.datasets.seviri import SATIP_RESCALING
 from qpebench.errors import ConfigError
 from qpebench.registry import load_builtins
-from qpebench.store import SampleStore
+from qpebench.store import SampleStoreWriter
 
 load_builtins()
 
@@ -150,14 +150,64 @@ def test_satip_frames_and_radar_make_aligned_samples(real_data, tmp_path, write_
         assert meta["region"] == "uk" and meta["sensor"] == "SEVIRI"
         assert meta["radar_network"] == "OPERA" and 50 < meta["vza"] < 70
     assert seen == 3  # one patch holds the storm at each radar time
-    # Provenance: the three radar files used, with checksums, are in the manifest.
+    # Provenance: every input radar file with its checksum in the manifest; each sample names
+    # the file it came from.
     manifest = json.loads((tmp_path / "store" / "manifest.json").read_text())
     sources = manifest["spec"]["sources"] if "spec" in manifest else manifest["sources"]
     assert sorted(Path(s["file"]).name for s in sources) == [
-        f"T_PAAH22_C_EUOC_{t}.hdf" for t in RADAR_TIMES[1:4]
+        f"T_PAAH22_C_EUOC_{t}.hdf" for t in RADAR_TIMES
     ]
     assert all(len(s["sha256"]) == 64 for s in sources)
-    assert len(SampleStore(tmp_path / "store")) == 12
+    used = {store.sample_meta(i)["radar_file"] for i in range(len(store))}
+    assert used == {f"T_PAAH22_C_EUOC_{t}.hdf" for t in RADAR_TIMES[1:4]}
+    assert not (tmp_path / "store" / ".work").exists()
+    # Two Dask workers give the same store (same dataset version) as one process.
+    parallel, _ = build_colocated_store(
+        tmp_path / "store2",
+        satellite=sorted(satellite.iterdir()),
+        radar=radar,
+        grid=grid,
+        config=config,
+        workers=2,
+    )
+    assert parallel.dataset_version == store.dataset_version
+    # An interrupted build resumes from its finished scans and chunks.
+    real_finalize = SampleStoreWriter.finalize
+
+    def interrupted(self):
+        raise KeyboardInterrupt
+
+    SampleStoreWriter.finalize = interrupted
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            build_colocated_store(
+                tmp_path / "store3",
+                satellite=sorted(satellite.iterdir()),
+                radar=radar,
+                grid=grid,
+                config=config,
+            )
+    finally:
+        SampleStoreWriter.finalize = real_finalize
+    assert len(list((tmp_path / "store3" / ".work" / "frames").glob("*.npz"))) == 12
+    import qpebench.datasets.colocate as colocate
+
+    def no_reads(*args, **kwargs):
+        raise AssertionError("a finished task ran again")
+
+    original = colocate.read_satellite, colocate.read_radar
+    colocate.read_satellite = colocate.read_radar = no_reads
+    try:
+        resumed, _ = build_colocated_store(
+            tmp_path / "store3",
+            satellite=sorted(satellite.iterdir()),
+            radar=radar,
+            grid=grid,
+            config=config,
+        )
+    finally:
+        colocate.read_satellite, colocate.read_radar = original
+    assert resumed.dataset_version == store.dataset_version
 
 
 def test_configuration_is_checked():
