@@ -1,11 +1,11 @@
 """Dataset adapters: readers of real archives and the synthetic generator, all writing one store.
 
-Importing this package registers the built-in store builders in
+Importing this package registers the built-in store builders (``synthetic``, ``colocated``) in
 :data:`qpebench.registry.DATASETS`, the radar readers in :data:`qpebench.registry.RADAR_READERS`
 and the satellite readers in :data:`qpebench.registry.SATELLITE_READERS`.
 """
 
-from . import abi, ahi, bom, fmi, knmi, meteoswiss, mrms, odim, radolan, seviri, synthetic
+from . import abi, ahi, bom, fmi, knmi, meteoswiss, mrms, odim, radolan, regions, seviri, synthetic
 
 __all__ = [
     "abi",
@@ -17,6 +17,7 @@ __all__ = [
     "mrms",
     "odim",
     "radolan",
+    "regions",
     "seviri",
     "synthetic",
 ]

@@ -17,7 +17,7 @@ from qpebench.datasets.regrid import laea_grid
 from qpebench.datasets.seviri import SATIP_RESCALING
 from qpebench.errors import ConfigError
 from qpebench.registry import load_builtins
-from qpebench.store import SampleStoreWriter
+from qpebench.store import SampleStore, SampleStoreWriter
 
 load_builtins()
 
@@ -230,3 +230,53 @@ def test_nothing_kept_is_an_error_with_the_reasons(tmp_path, write_odim):
         )
     assert not (tmp_path / "store" / "manifest.json").exists()
     shutil.rmtree(tmp_path / "radar")
+
+
+@pytest.mark.realdata
+def test_cli_prepare_builds_a_region_store_from_archive_globs(real_data, tmp_path, write_odim):
+    from qpebench.cli import main
+
+    (tmp_path / "radar").mkdir()
+    radar_files(tmp_path / "radar", write_odim)
+    satip = real_data / "seviri_rss_satip"
+    args = [
+        "prepare",
+        "data=netherlands",
+        f"paths.cache={tmp_path / 'cache'}",
+        "progress=false",
+        f"data.satellite=['{satip}/*.zarr.zip']",
+        f"data.radar=['{tmp_path}/radar/*.hdf']",
+        "data.step_minutes=5.0",
+        "data.tolerance_minutes=1.0",
+        "data.patch_size=32",
+        "data.min_valid_fraction=0.5",
+    ]
+    assert main(args) == 0
+    stores = list((tmp_path / "cache" / "stores").glob("colocated-*"))
+    assert len(stores) == 1
+    store = SampleStore(stores[0])
+    assert len(store) == 3 * 6  # 3 radar times × (100 // 32) × (90 // 32) patches
+    assert {store.sample_meta(i)["region"] for i in range(len(store))} == {"netherlands"}
+    assert main([*args[:4], "data.satellite=[]", f"data.radar=['{tmp_path}/radar/*.hdf']"]) == 2
+
+
+def test_every_region_has_a_plausible_viewing_geometry():
+    from qpebench.datasets.regions import REGIONS, get_region
+
+    expected = {  # centre VZA (degrees), from the satellite longitude and the grid centre
+        "europe": (55, 65),
+        "conus": (45, 55),
+        "germany": (55, 65),
+        "netherlands": (55, 65),
+        "finland": (70, 80),
+        "australia": (25, 40),
+        "india": (40, 50),
+    }
+    assert set(REGIONS) == set(expected)
+    for name, (lo, hi) in expected.items():
+        centre, low, high = get_region(name).viewing_angles()
+        assert lo < centre < hi and low <= centre <= high, name
+    with pytest.raises(ConfigError, match="no reader for IMD radars"):
+        from qpebench.datasets.regions import build_region_store
+
+        build_region_store("/tmp/x", region="india", satellite=["*"], radar=["*"])
