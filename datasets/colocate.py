@@ -13,9 +13,16 @@ satellite's resolution):
   each target cell (the same ``area_mean`` regridder, which at 3–4 km is close to a box average
   over the instrument's footprint); a target cell no satellite cell reaches is NaN.
 
-No parallax correction is applied (cloud tops are displaced away from the sub-satellite point by
-roughly ``h · tan(vza)``, several km for deep convection at 50° VZA): the store records ``vza``
-per sample so that users can stratify by it.
+Parallax (``parallax=True``, off by default): a cloud top at height ``h`` appears displaced away
+from the sub-satellite point by about ``h · tan(vza)`` (20 km for a 12 km anvil at 60°). With the
+option on, each satellite cell is moved back to the ground position under its cloud top with
+satpy's ``get_parallax_corrected_lonlats``, using a cloud-top height estimated from the IR10.8
+brightness temperature through the standard-atmosphere lapse rate,
+``h = clip((288.15 K − Tb) / 6.5 K km⁻¹, 0, 16 km)`` (a crude estimate: no cloud-top-height
+product is read; clear-sky cells get about 0), and the moved cells are averaged into the target
+cells whose area they fall in; the gaps this opens behind tall clouds take the nearest filled
+cell's value (up to 3 cells away). Without it the store records ``vza`` per sample so that users can
+stratify by it.
 
 The grid is then tiled into ``patch_size`` squares (stride ``stride``); a patch is kept when
 every IR value is finite and within the sample interface's 150–350 K, its valid radar fraction is
@@ -46,15 +53,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from pyproj import Transformer
+from scipy import ndimage
 from tqdm import tqdm
 
 from qpebench.atomic import write_bytes_atomic
 from qpebench.bands import DEFAULT_BANDS, validate_bands
 from qpebench.datasets.grid import Grid
 from qpebench.datasets.radar import QualityControl, read_radar
-from qpebench.datasets.regrid import Regridder
+from qpebench.datasets.regrid import Regridder, cell_index
 from qpebench.datasets.satellite import read_satellite, scan_files, viewing_zenith
 from qpebench.errors import ConfigError, QpebenchError
 from qpebench.store import SampleBatch, SampleStore, SampleStoreWriter, StoreSpec
@@ -81,6 +90,7 @@ class ColocationConfig:
         radar_min_coverage: Least valid radar area share of a target cell.
         zr: Z–R relation name for reflectivity products (``None``: refuse them).
         radar_chunk: Radar files per parallel task (one store shard each, if any sample).
+        parallax: Correct the satellite's parallax (see the module docstring; needs IR10.8).
     """
 
     region: str
@@ -97,6 +107,7 @@ class ColocationConfig:
     radar_min_coverage: float = 0.5
     zr: str | None = None
     radar_chunk: int = 16
+    parallax: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bands", validate_bands(list(self.bands)))
@@ -110,6 +121,7 @@ class ColocationConfig:
             "min_rain_fraction": 0 <= self.min_rain_fraction <= 1,
             "radar_min_coverage": 0 < self.radar_min_coverage <= 1,
             "radar_chunk": self.radar_chunk >= 1,
+            "parallax": not self.parallax or "IR10.8" in self.bands,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
@@ -190,6 +202,63 @@ def _regridder(source: Grid, target: Grid, min_coverage: float) -> Regridder:
     return _REGRIDDERS[key]
 
 
+LAPSE_RATE = 6.5e-3  # K/m, standard atmosphere
+SURFACE_TB = 288.15  # K
+MAX_CLOUD_TOP = 16000.0  # m
+PARALLAX_FILL = 3  # cells
+
+
+def cloud_top_height(tb108: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.float64]:
+    """Cloud-top height (m) from IR10.8 brightness temperature via the standard lapse rate."""
+    height: npt.NDArray[np.float64] = np.clip(
+        (SURFACE_TB - np.asarray(tb108, np.float64)) / LAPSE_RATE, 0.0, MAX_CLOUD_TOP
+    )
+    return height
+
+
+def _parallax_corrected(scan: Any, grid: Grid) -> npt.NDArray[np.float32]:
+    """Tb ``(C, H, W)`` on ``grid`` with every satellite cell moved under its cloud top."""
+    from satpy.modifiers.parallax import get_parallax_corrected_lonlats
+
+    source = Grid.of(scan)
+    xx, yy = np.meshgrid(source.x, source.y)
+    lon, lat = Transformer.from_crs(source.crs, "EPSG:4326", always_xy=True).transform(xx, yy)
+    values = np.asarray(scan.values, np.float64)
+    tb108 = values[list(scan["band"].values).index("IR10.8")]
+    on_earth = np.isfinite(lon) & (np.abs(lon) < 1e30) & np.isfinite(tb108)
+    new_lon, new_lat = get_parallax_corrected_lonlats(
+        scan.attrs["satellite_longitude"],
+        float(scan.attrs.get("satellite_latitude", 0.0)),
+        scan.attrs["satellite_height"],
+        lon[on_earth],
+        lat[on_earth],
+        cloud_top_height(tb108[on_earth]),
+    )
+    tx, ty = Transformer.from_crs("EPSG:4326", grid.crs, always_xy=True).transform(
+        np.asarray(new_lon), np.asarray(new_lat)
+    )
+    flat = cell_index(grid, np.asarray(tx), np.asarray(ty))
+    inside = flat >= 0
+    target = flat[inside]
+    n_cells = grid.x.size * grid.y.size
+    out = np.full((values.shape[0], *grid.shape), np.nan, dtype=np.float32)
+    for band in range(values.shape[0]):
+        band_values = values[band][on_earth][inside]
+        ok = np.isfinite(band_values)
+        sums = np.bincount(target[ok], weights=band_values[ok], minlength=n_cells)
+        n = np.bincount(target[ok], minlength=n_cells)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[band] = np.where(n > 0, sums / n, np.nan).reshape(grid.shape)
+    # Moving cells opens gaps (and piles cells up) behind tall clouds: a gap takes the value of
+    # the nearest cell that received one, up to PARALLAX_FILL cells away.
+    empty = np.isnan(out).all(axis=0)
+    if empty.any() and not empty.all():
+        distance, (rows, cols) = ndimage.distance_transform_edt(empty, return_indices=True)
+        fill = empty & (distance <= PARALLAX_FILL)
+        out[:, fill] = out[:, rows[fill], cols[fill]]
+    return out
+
+
 def _frame_task(files: list[Path], grid: Grid, config: ColocationConfig, out: Path) -> str:
     """Phase 1: one satellite scan onto the grid → ``out`` (skipped if done); an error text."""
     if out.exists():
@@ -198,7 +267,10 @@ def _frame_task(files: list[Path], grid: Grid, config: ColocationConfig, out: Pa
         scan = read_satellite(files, bands=config.bands, ir108=config.ir108, with_vza=False)
     except (QpebenchError, OSError) as exc:
         return str(exc)
-    tb, _, _ = _regridder(Grid.of(scan), grid, 1e-6).apply(np.asarray(scan.values))
+    if config.parallax:
+        tb = _parallax_corrected(scan, grid)
+    else:
+        tb, _, _ = _regridder(Grid.of(scan), grid, 1e-6).apply(np.asarray(scan.values))
     vza = viewing_zenith(grid, scan.attrs["satellite_longitude"], scan.attrs["satellite_height"])
     _save(
         out,

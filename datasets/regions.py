@@ -200,6 +200,7 @@ def build_region_store(
     max_rate: float | None = None,
     min_quality: float | None = None,
     radar_chunk: int = 16,
+    parallax: bool = False,
     workers: int = 1,
     scheduler: str | None = None,
     progress: bool = True,
@@ -227,6 +228,7 @@ def build_region_store(
         max_rate: Radar quality control: rates above this are rejected (mm/h).
         min_quality: Radar quality control: least quality index.
         radar_chunk: Radar files per parallel task.
+        parallax: Correct the satellite's parallax (see :mod:`qpebench.datasets.colocate`).
         workers: Local Dask workers (1: in-process).
         scheduler: Address of an existing Dask scheduler.
         progress: Show progress bars.
@@ -256,6 +258,7 @@ def build_region_store(
         radar_min_coverage=radar_min_coverage,
         zr=zr,
         radar_chunk=radar_chunk,
+        parallax=parallax,
     )
     qc_options: dict[str, Any] = {
         "spike_rate": spike_rate,

@@ -98,10 +98,13 @@ def _window(source: Grid, target: Grid) -> tuple[slice, slice]:
     return rows, cols
 
 
-def _index_on(
+def cell_index(
     grid: Grid, x: npt.NDArray[np.float64], y: npt.NDArray[np.float64]
 ) -> npt.NDArray[np.int64]:
-    """Flat index of the cell of ``grid`` containing each point; −1 outside."""
+    """Flat index (``row · columns + column``) of the cell of ``grid`` containing each point.
+
+    Works for any axis direction; −1 for points outside the grid (or not finite).
+    """
     col = np.floor((x - (grid.x[0] - (grid.x[1] - grid.x[0]) / 2)) / (grid.x[1] - grid.x[0]))
     row = np.floor((y - (grid.y[0] - (grid.y[1] - grid.y[0]) / 2)) / (grid.y[1] - grid.y[0]))
     ok = np.isfinite(col) & np.isfinite(row)
@@ -189,7 +192,7 @@ class Regridder:
                 px = (src.x[cc] + ox * sdx).ravel()
                 py = (src.y[rr] + oy * sdy).ravel()
                 tx, ty = to_tgt.transform(px, py)
-                t = _index_on(tgt, np.asarray(tx), np.asarray(ty))
+                t = cell_index(tgt, np.asarray(tx), np.asarray(ty))
                 inside = t >= 0
                 t_idx.append(t[inside])
                 s_idx.append(flat_src[inside])
@@ -205,7 +208,7 @@ class Regridder:
         rows, cols = np.indices(tgt.shape).reshape(2, -1)
         to_src = Transformer.from_crs(tgt.crs, src.crs, always_xy=True)
         sx, sy = to_src.transform(tgt.x[cols], tgt.y[rows])
-        s = _index_on(src, np.asarray(sx), np.asarray(sy))
+        s = cell_index(src, np.asarray(sx), np.asarray(sy))
         inside = s >= 0
         n_tgt, n_src = tgt.x.size * tgt.y.size, src.x.size * src.y.size
         t = np.arange(n_tgt)[inside]

@@ -136,15 +136,33 @@ def hrit_companions(path: Path) -> list[Path]:
     )
 
 
+def _check_hrit_size(path: Path) -> None:
+    """The primary header's total header length + data field length (bits) is the file size."""
+    with path.open("rb") as fh:
+        primary = fh.read(16)
+    if len(primary) < 16 or primary[:3] != b"\x00\x00\x10":
+        raise FileFormatError(f"{path}: not an HRIT file (no primary header)")
+    header = int.from_bytes(primary[4:8], "big")
+    data_bits = int.from_bytes(primary[8:16], "big")
+    expected, size = header + data_bits // 8, path.stat().st_size
+    if size != expected:
+        raise FileFormatError(
+            f"{path}: HRIT file is {size} bytes, its primary header announces {expected} "
+            "(truncated or corrupt segment)"
+        )
+
+
 def read_hrit(files: Sequence[Path], channels: Sequence[str]) -> xr.DataArray:
     """Read the IR channels of one HRIT scan (segments + prologue + epilogue) with satpy.
 
     Raises:
-        FileFormatError: No prologue/epilogue, no segment of a requested channel, or segments of
-            several scans.
+        FileFormatError: A truncated file, no prologue/epilogue, no segment of a requested
+            channel, or segments of several scans.
     """
     from satpy.scene import Scene  # heavy import, only when HRIT files are read
 
+    for path in files:
+        _check_hrit_size(path)
     names = [f.name for f in files]
     for part in ("PRO", "EPI"):
         if not any(f"-{part}_" in n for n in names):
@@ -274,6 +292,7 @@ def read_satip(files: Sequence[Path], channels: Sequence[str]) -> xr.DataArray:
         satellite_height=float(orbit.get("satellite_actual_altitude", proj["h"])),
         files=files,
         attrs={
+            "satellite_latitude": float(orbit.get("satellite_actual_latitude", 0.0)),
             "service": "RSS (5-min rapid scan)",
             "satip_rescaling": "min_c + v/1023 (max_c − min_c)",
         },

@@ -280,3 +280,72 @@ def test_every_region_has_a_plausible_viewing_geometry():
         from qpebench.datasets.regions import build_region_store
 
         build_region_store("/tmp/x", region="india", satellite=["*"], radar=["*"])
+
+
+@pytest.mark.realdata
+def test_parallax_correction_moves_the_cloud_top_towards_the_satellite(
+    real_data, tmp_path, write_odim
+):
+    from qpebench.datasets.colocate import cloud_top_height
+    from qpebench.datasets.satellite import read_satellite
+
+    satellite = tmp_path / "satip"
+    satellite.mkdir()
+    for src in sorted((real_data / "seviri_rss_satip").glob("*.zarr.zip"))[:4]:
+        satip_with_storm(src, satellite / src.name)
+    (tmp_path / "radar").mkdir()
+    path = radar_files(tmp_path / "radar", write_odim)[1]  # 12:00 needs frames 11:45 … 12:00
+    grid = laea_grid(53.0, -1.5, 4000.0, (64, 64))
+    common = dict(
+        region="uk",
+        frames=4,
+        step_minutes=5.0,
+        tolerance_minutes=1.0,
+        patch_size=64,
+        min_valid_fraction=0.5,
+    )
+    files = sorted(satellite.iterdir())
+    satip_last = sorted((real_data / "seviri_rss_satip").glob("*.zarr.zip"))
+    store_plain, _ = build_colocated_store(
+        tmp_path / "plain",
+        satellite=files + satip_last[4:],
+        radar=[path],
+        grid=grid,
+        config=ColocationConfig(**common),
+    )
+    store_moved, _ = build_colocated_store(
+        tmp_path / "moved",
+        satellite=files + satip_last[4:],
+        radar=[path],
+        grid=grid,
+        config=ColocationConfig(**common, parallax=True),
+    )
+
+    def cold_centre(store):
+        sample = store[0]
+        ir = sample["ir"][0, list(store.bands).index("IR10.8")]  # 11:45, a frame with the storm
+        rows, cols = np.indices(ir.shape)
+        cold = ir < 240.0
+        return np.array([rows[cold].mean(), cols[cold].mean()])
+
+    plain, moved = cold_centre(store_plain), cold_centre(store_moved)
+    # Independent expectation: shift by h·tan(vza) along the azimuth to the sub-satellite point.
+    scan = read_satellite(files[0], with_vza=False)
+    geod = Geod(ellps="WGS84")
+    sat_lon, sat_lat = scan.attrs["satellite_longitude"], scan.attrs["satellite_latitude"]
+    azimuth, _, _ = geod.inv(FEATURE[0], FEATURE[1], sat_lon, sat_lat)
+    from qpebench.datasets.grid import Grid
+    from qpebench.datasets.satellite import viewing_zenith
+
+    fx, fy = Transformer.from_crs("EPSG:4326", grid.crs, always_xy=True).transform(*FEATURE)
+    vza = viewing_zenith(
+        Grid(grid.crs, np.array([fx, fx + 1]), np.array([fy, fy + 1])),
+        sat_lon,
+        scan.attrs["satellite_height"],
+    )[0, 0]
+    shift = float(cloud_top_height(np.array(210.0))) * np.tan(np.deg2rad(vza))
+    lon2, lat2 = geod.fwd(FEATURE[0], FEATURE[1], azimuth, shift)[:2]
+    x2, y2 = Transformer.from_crs("EPSG:4326", grid.crs, always_xy=True).transform(lon2, lat2)
+    expected_move = np.array([(fy - y2) / 4000.0, (x2 - fx) / 4000.0])  # rows down, cols right
+    assert 15e3 < shift < 25e3  # a 12 km cloud top seen at about 59°
+    assert np.allclose(moved - plain, expected_move, atol=1.5)

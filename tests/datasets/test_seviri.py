@@ -151,3 +151,15 @@ def test_bad_satellite_input(real_data, tmp_path):
     shutil.copy(real_data / METEOSATLIB, copy)
     with pytest.raises(FileFormatError, match=r"copy\.nc: no meteosatlib file for \['IR_134'\]"):
         read_satellite([copy], bands=["IR10.8", "IR13.4"])
+
+
+@pytest.mark.realdata
+def test_a_truncated_hrit_segment_is_named(real_data, tmp_path):
+    for src in hrit_files(real_data):
+        shutil.copy(src, tmp_path / src.name)
+    segment = tmp_path / "H-000-MSG2__-MSG2________-IR_108___-000008___-201001191200-C_"
+    segment.write_bytes(segment.read_bytes()[:100_000])
+    with pytest.raises(
+        FileFormatError, match=r"IR_108.*-C_: HRIT file is 100000 bytes, its primary"
+    ):
+        read_satellite(sorted(tmp_path.glob("H-*")), bands=["IR10.8"])
