@@ -1,6 +1,6 @@
 """Meteosat SEVIRI brightness temperatures: HRIT (through satpy), Satip's zarr, meteosatlib netCDF.
 
-Three readers, sensor ``SEVIRI`` (channel names ``IR_039`` … ``IR_134``, ``WV_062``,
+Four readers, sensor ``SEVIRI`` (channel names ``IR_039`` … ``IR_134``, ``WV_062``,
 ``WV_073``; :data:`qpebench.bands.SENSOR_CHANNELS` maps them onto the canonical bands):
 
 ``seviri_hrit`` — EUMETSAT Level 1.5 HRIT segments
@@ -16,6 +16,11 @@ Three readers, sensor ``SEVIRI`` (channel names ``IR_039`` … ``IR_134``, ``WV_
     gives them (the sample validator refuses them in a store). Data before the December 2017
     ground-segment change are half a pixel off; satpy reports this as
     ``georef_offset_corrected`` (recorded) and places the grid accordingly.
+``seviri_native`` — EUMETSAT Level 1.5 native format (``.nat``; EUM/MSG/ICD/105), one file per
+    scan, read by satpy's ``seviri_l1b_native`` reader. Detected by the ASCII archive header
+    (``FormatName : NATIVE``) that archive and Data Store files carry. No native file is
+    available here, so this path is tested only for detection and errors; it shares the satpy
+    code path (calibration, navigation, cropping) with ``seviri_hrit``.
 ``seviri_satip_zarr`` — Open Climate Fix's Satip archive of the Rapid-Scan Service
     (``YYYYMMDDHHMM.zarr.zip``: ``data(time, y_geostationary, x_geostationary, variable)`` int16,
     11 channels, made by satpy's ``seviri_l1b_native`` reader). Values are rescaled to 0–1023;
@@ -159,8 +164,6 @@ def read_hrit(files: Sequence[Path], channels: Sequence[str]) -> xr.DataArray:
         FileFormatError: A truncated file, no prologue/epilogue, no segment of a requested
             channel, or segments of several scans.
     """
-    from satpy.scene import Scene  # heavy import, only when HRIT files are read
-
     for path in files:
         _check_hrit_size(path)
     names = [f.name for f in files]
@@ -173,15 +176,24 @@ def read_hrit(files: Sequence[Path], channels: Sequence[str]) -> xr.DataArray:
     stamps = {n.split("-")[-2] for n in names if n.startswith("H-000-")}
     if len(stamps) != 1:
         raise FileFormatError(f"{files[0]}: HRIT files of several scans given: {sorted(stamps)}")
+    return _read_with_satpy(files, channels, "seviri_l1b_hrit", "seviri_hrit")
+
+
+def _read_with_satpy(
+    files: Sequence[Path], channels: Sequence[str], satpy_reader: str, source: str
+) -> xr.DataArray:
+    """Load IR channels with a satpy SEVIRI reader; rows without any valid pixel are cropped."""
+    from satpy.scene import Scene  # heavy import, only when such files are read
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        scene = Scene(reader="seviri_l1b_hrit", filenames=[str(f) for f in files])
+        scene = Scene(reader=satpy_reader, filenames=[str(f) for f in files])
         available = [c for c in IR_CHANNELS if c in scene.available_dataset_names()]
         wanted = list(channels) or available
         missing = [c for c in wanted if c not in available]
         if missing:
             raise FileFormatError(
-                f"{files[0]}: HRIT scan has no segment of {missing}; it holds {available}"
+                f"{files[0]}: scan has no data of {missing}; it holds {available}"
             )
         scene.load(wanted)
         arrays = {c: np.asarray(scene[c].values, dtype=np.float32) for c in wanted}
@@ -190,7 +202,7 @@ def read_hrit(files: Sequence[Path], channels: Sequence[str]) -> xr.DataArray:
     x, y = area.get_proj_vectors()
     rows = np.flatnonzero(np.any([np.isfinite(a).any(axis=1) for a in arrays.values()], axis=0))
     if rows.size == 0:
-        raise FileFormatError(f"{files[0]}: HRIT segments hold no valid pixel")
+        raise FileFormatError(f"{files[0]}: the scan holds no valid pixel")
     keep = slice(int(rows[0]), int(rows[-1]) + 1)
     grid = Grid(CRS.from_user_input(area.crs), np.asarray(x, np.float64), np.asarray(y)[keep])
     times = first.attrs["time_parameters"]
@@ -198,7 +210,7 @@ def read_hrit(files: Sequence[Path], channels: Sequence[str]) -> xr.DataArray:
     return make_scan(
         {c: a[keep] for c, a in arrays.items()},
         grid=grid,
-        source="seviri_hrit",
+        source=source,
         sensor="SEVIRI",
         platform=str(first.attrs.get("platform_name", "")),
         nominal_time=_utc(times["nominal_start_time"]),
@@ -210,9 +222,32 @@ def read_hrit(files: Sequence[Path], channels: Sequence[str]) -> xr.DataArray:
         attrs={
             "satellite_latitude": float(orbit["satellite_actual_latitude"]),
             "georef_offset_corrected": str(first.attrs.get("georef_offset_corrected", "")),
-            "hrit_rows": f"{keep.start}–{keep.stop - 1} of {area.shape[0]}",
+            "rows_kept": f"{keep.start}–{keep.stop - 1} of {area.shape[0]}",
         },
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Native (.nat, satpy)
+
+NATIVE_ASCII_HEADER = b"FormatName                  : NATIVE"
+
+
+def _is_native(probe: Probe) -> bool:
+    # EUMETSAT Data Store / archive .nat files open with an ASCII archive header (satpy checks
+    # the same 36 bytes); native files without it are read only with source="seviri_native".
+    return not probe.compression and probe.head.startswith(NATIVE_ASCII_HEADER)
+
+
+def read_native(files: Sequence[Path], channels: Sequence[str]) -> xr.DataArray:
+    """Read the IR channels of one SEVIRI Level 1.5 native (``.nat``) file with satpy.
+
+    Raises:
+        FileFormatError: Several files, a requested channel missing, or a file satpy cannot read.
+    """
+    if len(files) != 1:
+        raise FileFormatError(f"{files[0]}: a native scan is one .nat file; got {len(files)}")
+    return _read_with_satpy(files, channels, "seviri_l1b_native", "seviri_native")
 
 
 # --------------------------------------------------------------------------------------------
@@ -397,6 +432,15 @@ register_satellite_reader(
         sniff=_is_hrit,
         read=read_hrit,
         companions=hrit_companions,
+    )
+)
+register_satellite_reader(
+    SatelliteReader(
+        name="seviri_native",
+        sensor="SEVIRI",
+        description="MSG SEVIRI Level 1.5 native .nat files with the ASCII archive header (satpy)",
+        sniff=_is_native,
+        read=read_native,
     )
 )
 register_satellite_reader(

@@ -67,7 +67,7 @@ def test_hrit_segment_8_brightness_temperatures(real_data):
     assert 0 < np.nanmin(scan.vza.values) and np.nanmax(scan.vza.values) <= 90
     with pytest.raises(FileFormatError, match="without its PROlogue"):
         read_satellite([f for f in files if "PRO" not in f.name], bands=["IR10.8"])
-    with pytest.raises(FileFormatError, match=r"no segment of \['IR_087'\]"):
+    with pytest.raises(FileFormatError, match=r"no data of \['IR_087'\]"):
         read_satellite(files, bands=["IR8.7"])
 
 
@@ -163,3 +163,15 @@ def test_a_truncated_hrit_segment_is_named(real_data, tmp_path):
         FileFormatError, match=r"IR_108.*-C_: HRIT file is 100000 bytes, its primary"
     ):
         read_satellite(sorted(tmp_path.glob("H-*")), bands=["IR10.8"])
+
+
+def test_native_files_are_detected_by_their_ascii_header(tmp_path):
+    path = tmp_path / "MSG4-SEVI-MSG15-0100-NA-20231220120000.nat"
+    path.write_bytes(b"FormatName                  : NATIVE\n" + b"\x00" * 2000)
+    assert detect_satellite_source(path) == "seviri_native"
+    with pytest.raises(FileFormatError, match=r"\.nat: cannot read as seviri_native"):
+        read_satellite(path, bands=["IR10.8"])
+    other = tmp_path / "other.nat"
+    other.write_bytes(b"\x00" * 2000)  # no ASCII header: not detected, name alone is not enough
+    with pytest.raises(FileFormatError, match="not a known satellite product"):
+        read_satellite(other)
