@@ -29,13 +29,14 @@ every IR value is finite and within the sample interface's 150–350 K, its vali
 at least ``min_valid_fraction`` and its rain fraction (≥ 0.1 mm/h) at least
 ``min_rain_fraction``. Drops are counted by reason in the :class:`ColocationReport`.
 
-The work runs in two parallel phases, each task's result written atomically to ``<store>/.work``
-before the next phase: (1) one task per satellite scan (read, regrid, viewing angles) → a frame
-file; (2) one task per chunk of ``radar_chunk`` consecutive radar files (read, regrid, match
-frames, tile, filter) → a chunk file. Finished tasks are skipped when a build is resumed after an
-interruption; shards are then written in chunk order, so the store does not depend on the number
-of workers. Tasks run in-process (``workers=1``), on a Dask ``LocalCluster`` of ``workers``
-processes, or on an existing Dask scheduler (``scheduler="tcp://host:8786"``).
+The work runs in two parallel phases, each task's result written atomically to
+``<store>/.work/<hash of inputs, grid and settings>`` before the next phase: (1) one task per
+satellite scan (read, regrid, viewing angles) → a frame file; (2) one task per chunk of
+``radar_chunk`` consecutive radar files (read, regrid, match frames, tile, filter) → a chunk file.
+Finished tasks are skipped when a build is resumed after an interruption; shards are then
+written in chunk order, so the store does not depend on the number of workers. Tasks run
+in-process (``workers=1``), on a Dask ``LocalCluster`` of ``workers`` processes, or on an
+existing Dask scheduler (``scheduler="tcp://host:8786"``).
 """
 
 from __future__ import annotations
@@ -467,11 +468,24 @@ def build_colocated_store(
         ConfigError: No sample survives (the report's reasons are in the message).
     """
     root = Path(root)
-    work = root / ".work"
+    satellite_files = sorted(str(Path(s)) for s in satellite)
+    radar_files = sorted(Path(r) for r in radar)
+    # Cached task results are only reused for the same inputs, grid and settings.
+    inputs = json.dumps(
+        {
+            "config": asdict(config),
+            "qc": repr(qc),
+            "grid": [grid.proj4, grid.x.tolist(), grid.y.tolist()],
+            "satellite": satellite_files,
+            "radar": [str(r) for r in radar_files],
+        },
+        sort_keys=True,
+    )
+    work = root / ".work" / hashlib.sha256(inputs.encode()).hexdigest()[:16]
     (work / "frames").mkdir(parents=True, exist_ok=True)
     (work / "chunks").mkdir(parents=True, exist_ok=True)
     report = ColocationReport()
-    scans = _group_scans(Path(s) for s in satellite)
+    scans = _group_scans(Path(s) for s in satellite_files)
     frame_files = [
         work / "frames" / (hashlib.sha1("|".join(map(str, f)).encode()).hexdigest() + ".npz")
         for f in scans
@@ -490,7 +504,6 @@ def build_colocated_store(
             with np.load(out) as data:
                 frames[int(data["time"])] = out
     report.satellite_scans = len(frames)
-    radar_files = sorted(Path(r) for r in radar)
     chunks = [
         radar_files[i : i + config.radar_chunk]
         for i in range(0, len(radar_files), config.radar_chunk)
@@ -552,5 +565,5 @@ def build_colocated_store(
     if writer is None:
         raise ConfigError(f"co-location kept no sample:\n{report.summary()}")
     store = writer.finalize()
-    shutil.rmtree(work)
+    shutil.rmtree(root / ".work")
     return store, report

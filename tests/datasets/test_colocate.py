@@ -171,6 +171,19 @@ def test_satip_frames_and_radar_make_aligned_samples(real_data, tmp_path, write_
         workers=2,
     )
     assert parallel.dataset_version == store.dataset_version
+    # ... and so does an existing Dask scheduler given by its address.
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False) as cluster:
+        remote, _ = build_colocated_store(
+            tmp_path / "store4",
+            satellite=sorted(satellite.iterdir()),
+            radar=radar,
+            grid=grid,
+            config=config,
+            scheduler=cluster.scheduler_address,
+        )
+    assert remote.dataset_version == store.dataset_version
     # An interrupted build resumes from its finished scans and chunks.
     real_finalize = SampleStoreWriter.finalize
 
@@ -189,7 +202,7 @@ def test_satip_frames_and_radar_make_aligned_samples(real_data, tmp_path, write_
             )
     finally:
         SampleStoreWriter.finalize = real_finalize
-    assert len(list((tmp_path / "store3" / ".work" / "frames").glob("*.npz"))) == 12
+    assert len(list((tmp_path / "store3" / ".work").glob("*/frames/*.npz"))) == 12
     import qpebench.datasets.colocate as colocate
 
     def no_reads(*args, **kwargs):
