@@ -9,9 +9,9 @@ satellite's resolution):
 * radar rain rate by area-weighted mean (:class:`~qpebench.datasets.regrid.Regridder`,
   ``area_mean``), so rain volume is conserved; cells with less than ``radar_min_coverage`` valid
   radar area are no data;
-* brightness temperature by the area-weighted mean of the satellite cells whose centres fall in
-  each target cell (the same ``area_mean`` regridder, which at 3–4 km is close to a box average
-  over the instrument's footprint); a target cell no satellite cell reaches is NaN.
+* brightness temperature by the same area-weighted mean (each satellite cell split into
+  sub-cells weighted by true area; at 3–4 km close to a box average over the instrument's
+  footprint); a target cell no satellite cell reaches is NaN.
 
 Parallax (``parallax=True``, off by default): a cloud top at height ``h`` appears displaced away
 from the sub-satellite point by about ``h · tan(vza)`` (20 km for a 12 km anvil at 60°). With the
@@ -41,6 +41,7 @@ existing Dask scheduler (``scheduler="tcp://host:8786"``).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import itertools
@@ -60,6 +61,7 @@ from pyproj import Transformer
 from scipy import ndimage
 from tqdm import tqdm
 
+from qpebench import __version__
 from qpebench.atomic import write_bytes_atomic
 from qpebench.bands import DEFAULT_BANDS, validate_bands
 from qpebench.datasets.grid import Grid
@@ -107,7 +109,7 @@ class ColocationConfig:
     min_rain_fraction: float = 0.0
     radar_min_coverage: float = 0.5
     zr: str | None = None
-    radar_chunk: int = 16
+    radar_chunk: int = 4
     parallax: bool = False
 
     def __post_init__(self) -> None:
@@ -217,8 +219,13 @@ def cloud_top_height(tb108: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.flo
     return height
 
 
-def _parallax_corrected(scan: Any, grid: Grid) -> npt.NDArray[np.float32]:
-    """Tb ``(C, H, W)`` on ``grid`` with every satellite cell moved under its cloud top."""
+def _parallax_corrected(
+    scan: Any, grid: Grid, covered: npt.NDArray[np.bool_]
+) -> npt.NDArray[np.float32]:
+    """Tb ``(C, H, W)`` on ``grid`` with every satellite cell moved under its cloud top.
+
+    Gaps are filled only inside ``covered`` (the cells the uncorrected scan reaches).
+    """
     from satpy.modifiers.parallax import get_parallax_corrected_lonlats
 
     source = Grid.of(scan)
@@ -255,7 +262,7 @@ def _parallax_corrected(scan: Any, grid: Grid) -> npt.NDArray[np.float32]:
     empty = np.isnan(out).all(axis=0)
     if empty.any() and not empty.all():
         distance, (rows, cols) = ndimage.distance_transform_edt(empty, return_indices=True)
-        fill = empty & (distance <= PARALLAX_FILL)
+        fill = empty & covered & (distance <= PARALLAX_FILL)
         out[:, fill] = out[:, rows[fill], cols[fill]]
     return out
 
@@ -268,11 +275,15 @@ def _frame_task(files: list[Path], grid: Grid, config: ColocationConfig, out: Pa
         scan = read_satellite(files, bands=config.bands, ir108=config.ir108, with_vza=False)
     except (QpebenchError, OSError) as exc:
         return str(exc)
+    tb, _, _ = _regridder(Grid.of(scan), grid, 1e-6).apply(np.asarray(scan.values))
     if config.parallax:
-        tb = _parallax_corrected(scan, grid)
-    else:
-        tb, _, _ = _regridder(Grid.of(scan), grid, 1e-6).apply(np.asarray(scan.values))
-    vza = viewing_zenith(grid, scan.attrs["satellite_longitude"], scan.attrs["satellite_height"])
+        tb = _parallax_corrected(scan, grid, covered=np.asarray(np.isfinite(tb).any(axis=0)))
+    vza = viewing_zenith(
+        grid,
+        scan.attrs["satellite_longitude"],
+        scan.attrs["satellite_height"],
+        float(scan.attrs.get("satellite_latitude", 0.0)),
+    )
     _save(
         out,
         {
@@ -323,6 +334,7 @@ def _chunk_task(
             bad.append(str(exc))
             continue
         radar_times += 1
+        radar_sha = _sha256(path)
         rain, _, _ = _regridder(Grid.of(field_), grid, config.radar_min_coverage).apply(
             np.asarray(field_.values)
         )
@@ -389,7 +401,7 @@ def _chunk_task(
                         "valid_fraction": round(valid_fraction, 5),
                         "rain_fraction": round(wet, 5),
                         "radar_file": path.name,
-                        "radar_sha256": _sha256(path),
+                        "radar_sha256": radar_sha,
                     }
                 )
     shape = (0, config.frames, len(config.bands), p, p)
@@ -419,21 +431,21 @@ def _run(
         return [fn(*args) for fn, args in tqdm(calls, desc=label, disable=not progress)]
     from distributed import Client, LocalCluster, as_completed
 
-    cluster = (
-        None
-        if scheduler
-        else LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+    with contextlib.ExitStack() as stack:
+        cluster = (
+            None
+            if scheduler
+            else stack.enter_context(
+                LocalCluster(
+                    n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+                )
+            )
         )
-    )
-    with Client(scheduler or cluster) as client:
+        client = stack.enter_context(Client(scheduler or cluster))
         futures = [client.submit(fn, *args, pure=False) for fn, args in calls]
         for _ in tqdm(as_completed(futures), total=len(futures), desc=label, disable=not progress):
             pass
-        results = client.gather(futures)
-    if cluster is not None:
-        cluster.close()
-    return list(results)
+        return list(client.gather(futures))
 
 
 def build_colocated_store(
@@ -468,16 +480,22 @@ def build_colocated_store(
         ConfigError: No sample survives (the report's reasons are in the message).
     """
     root = Path(root)
-    satellite_files = sorted(str(Path(s)) for s in satellite)
-    radar_files = sorted(Path(r) for r in radar)
-    # Cached task results are only reused for the same inputs, grid and settings.
+    satellite_files = sorted(str(Path(s).resolve()) for s in satellite)
+    radar_files = sorted(Path(r).resolve() for r in radar)
+    # Every input by name and content: in the manifest (provenance, and a store built from other
+    # files is another store), and in the key of the task cache (never reused for other inputs).
+    sources = [
+        {"kind": kind, "file": Path(f).name, "sha256": _sha256(Path(f))}
+        for kind, files in (("satellite", satellite_files), ("radar", radar_files))
+        for f in files
+    ]
     inputs = json.dumps(
         {
+            "code": __version__,
             "config": asdict(config),
             "qc": repr(qc),
             "grid": [grid.proj4, grid.x.tolist(), grid.y.tolist()],
-            "satellite": satellite_files,
-            "radar": [str(r) for r in radar_files],
+            "sources": sources,
         },
         sort_keys=True,
     )
@@ -499,10 +517,17 @@ def build_colocated_store(
     )
     report.bad_files += [e for e in errors if e]
     frames: dict[int, Path] = {}
-    for out in frame_files:
+    for files, out in zip(scans, frame_files, strict=True):
         if out.exists():
             with np.load(out) as data:
-                frames[int(data["time"])] = out
+                time = int(data["time"])
+            if time in frames:
+                report.bad_files.append(
+                    f"{files[0]}: a second scan for nominal time {np.datetime64(time, 's')} "
+                    f"(first: {frames[time].name}); not used — give one platform and one product"
+                )
+                continue
+            frames[time] = out
     report.satellite_scans = len(frames)
     chunks = [
         radar_files[i : i + config.radar_chunk]
@@ -536,7 +561,7 @@ def build_colocated_store(
             }
         },
         # File names and checksums (not absolute paths: moving an archive keeps the version).
-        sources=[{"file": f.name, "sha256": _sha256(f)} for f in radar_files],
+        sources=sources,
     )
     writer: SampleStoreWriter | None = None
     shard = 0

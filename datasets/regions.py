@@ -43,6 +43,11 @@ class Region:
         centre: ``(lat, lon)`` of the grid centre.
         shape: Grid ``(rows, cols)`` of 4 km cells.
         step_minutes: The imager's repeat cycle for the region (frame step by default).
+        offset_minutes: Radar time − nominal slot of the last frame, by default: the slot whose
+            scan passes over the region closest before the radar time (SEVIRI scans the full
+            disk south → north in about 12 min, so Europe is seen 9–12 min after the nominal
+            time: offset 15; AHI reaches Australia 6–9 min into its 10-min scan: offset 10;
+            ABI sees CONUS 2–5 min into the slot: offset 0).
     """
 
     name: str
@@ -54,6 +59,7 @@ class Region:
     centre: tuple[float, float]
     shape: tuple[int, int]
     step_minutes: float
+    offset_minutes: float
 
     def grid(self) -> Grid:
         """The region's 4 km LAEA grid."""
@@ -85,6 +91,7 @@ REGIONS: dict[str, Region] = {
             (52.5, 10.0),
             (1100, 950),
             15.0,
+            15.0,
         ),
         Region(
             "conus",
@@ -96,6 +103,7 @@ REGIONS: dict[str, Region] = {
             (38.5, -97.5),
             (700, 1200),
             10.0,
+            0.0,
         ),
         Region(
             "germany",
@@ -106,6 +114,7 @@ REGIONS: dict[str, Region] = {
             ("radolan",),
             (51.2, 10.4),
             (240, 220),
+            15.0,
             15.0,
         ),
         Region(
@@ -118,6 +127,7 @@ REGIONS: dict[str, Region] = {
             (52.2, 5.3),
             (100, 90),
             15.0,
+            15.0,
         ),
         Region(
             "finland",
@@ -128,6 +138,7 @@ REGIONS: dict[str, Region] = {
             ("fmi_pgm", "fmi_geotiff"),
             (64.5, 26.0),
             (300, 180),
+            15.0,
             15.0,
         ),
         Region(
@@ -140,6 +151,7 @@ REGIONS: dict[str, Region] = {
             (-27.0, 134.0),
             (900, 1000),
             10.0,
+            10.0,
         ),
         Region(
             "india",
@@ -150,6 +162,7 @@ REGIONS: dict[str, Region] = {
             (),
             (22.0, 79.0),
             (700, 700),
+            15.0,
             15.0,
         ),
     )
@@ -168,13 +181,14 @@ def get_region(name: str) -> Region:
 
 
 def _expand(patterns: list[str], what: str) -> list[Path]:
-    files = sorted({Path(f) for p in patterns for f in glob.glob(p, recursive=True)})
+    matches = {Path(f) for p in patterns for f in glob.glob(p, recursive=True)}
+    files = sorted(f for f in matches if f.is_file())
     if not files:
         raise ConfigError(
             f"data.{what}: no file matches {patterns or '(nothing given)'}; give the archive's "
             f"files as glob patterns, e.g. data.{what}=['/archive/{what}/**/*']"
         )
-    return [f for f in files if f.is_file()]
+    return files
 
 
 @DATASETS.register("colocated")
@@ -187,7 +201,7 @@ def build_region_store(
     frames: int = 4,
     step_minutes: float | None = None,
     tolerance_minutes: float = 2.5,
-    offset_minutes: float = 0.0,
+    offset_minutes: float | None = None,
     bands: list[str] | None = None,
     ir108: str | None = None,
     patch_size: int = 64,
@@ -215,7 +229,7 @@ def build_region_store(
         frames: Frames per sample.
         step_minutes: Frame step (default: the region imager's repeat cycle).
         tolerance_minutes: Frame-time tolerance.
-        offset_minutes: Radar time − nominal time of the last frame.
+        offset_minutes: Radar time − nominal time of the last frame (default: the region's).
         bands: Canonical bands (default: the default bands).
         ir108: ABI/AHI channel for IR10.8 (``C13``/``B13``) instead of the default.
         patch_size: Patch side (cells).
@@ -248,7 +262,7 @@ def build_region_store(
         frames=frames,
         step_minutes=step_minutes or spec.step_minutes,
         tolerance_minutes=tolerance_minutes,
-        offset_minutes=offset_minutes,
+        offset_minutes=spec.offset_minutes if offset_minutes is None else offset_minutes,
         bands=tuple(bands) if bands else DEFAULT_BANDS,
         ir108=ir108,
         patch_size=patch_size,

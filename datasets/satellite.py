@@ -249,7 +249,10 @@ def read_satellite(
     )
     if with_vza:
         vza = viewing_zenith(
-            Grid.of(scan), scan.attrs["satellite_longitude"], scan.attrs["satellite_height"]
+            Grid.of(scan),
+            scan.attrs["satellite_longitude"],
+            scan.attrs["satellite_height"],
+            float(scan.attrs.get("satellite_latitude", 0.0)),
         )
         scan = scan.assign_coords(vza=(("y", "x"), vza, {"units": "degree"}))
     return scan

@@ -311,6 +311,13 @@ def read_satip(files: Sequence[Path], channels: Sequence[str]) -> xr.DataArray:
         )
         end = _utc(ds["time"].values[0])
         start = _utc(str(ds.attrs["start_time"]))
+        # The RSS slot starts on a 5-min boundary; Satip labels the file by the slot's end.
+        nominal = start.replace(minute=start.minute - start.minute % 5, second=0, microsecond=0)
+        if end - nominal != timedelta(minutes=5):
+            raise FileFormatError(
+                f"{path}: scan started {start:%H:%M:%S} (slot {nominal:%H:%M}) but the file is "
+                f"labelled {end:%H:%M}, not the slot's end"
+            )
         platform = str(ds.attrs.get("platform_name", ""))
     finally:
         store.close()
@@ -320,7 +327,7 @@ def read_satip(files: Sequence[Path], channels: Sequence[str]) -> xr.DataArray:
         source="seviri_satip_zarr",
         sensor="SEVIRI",
         platform=platform,
-        nominal_time=end - timedelta(minutes=5),
+        nominal_time=nominal,
         start_time=start,
         end_time=end,
         satellite_longitude=float(orbit.get("satellite_actual_longitude", longitude)),
@@ -357,40 +364,44 @@ def read_meteosatlib(files: Sequence[Path], channels: Sequence[str]) -> xr.DataA
     """
     arrays: dict[str, npt.NDArray[np.float32]] = {}
     layout: tuple[Any, ...] | None = None
+    platform = ""
     for path in files:
-        ds = xr.open_dataset(path, mask_and_scale=False, decode_times=True)
-        names = [v for v in ds.data_vars if str(v).startswith(_METEOSATLIB_PREFIX)]
-        if len(names) != 1:
-            raise FileFormatError(
-                f"{path}: expected one {_METEOSATLIB_PREFIX}* variable, got {names}"
+        with xr.open_dataset(path, mask_and_scale=False, decode_times=True) as ds:
+            names = [v for v in ds.data_vars if str(v).startswith(_METEOSATLIB_PREFIX)]
+            if len(names) != 1:
+                raise FileFormatError(
+                    f"{path}: expected one {_METEOSATLIB_PREFIX}* variable, got {names}"
+                )
+            label = str(names[0]).removeprefix(_METEOSATLIB_PREFIX).removesuffix("_channel")
+            channel = _METEOSATLIB_CHANNELS.get(label)
+            if channel is None:
+                raise FileFormatError(f"{path}: not an IR channel: {names[0]}")
+            keys = (
+                "AreaStartPix",
+                "AreaStartLin",
+                "Column_Scale_Factor",
+                "Line_Scale_Factor",
+                "Column_Offset",
+                "Line_Offset",
+                "Longitude",
+                "Time",
             )
-        label = str(names[0]).removeprefix(_METEOSATLIB_PREFIX).removesuffix("_channel")
-        channel = _METEOSATLIB_CHANNELS.get(label)
-        if channel is None:
-            raise FileFormatError(f"{path}: not an IR channel: {names[0]}")
-        keys = (
-            "AreaStartPix",
-            "AreaStartLin",
-            "Column_Scale_Factor",
-            "Line_Scale_Factor",
-            "Column_Offset",
-            "Line_Offset",
-            "Longitude",
-            "Time",
-        )
-        missing = [k for k in keys if k not in ds.attrs]
-        if missing:
-            raise FileFormatError(f"{path}: meteosatlib attributes missing: {missing}")
-        var = ds[names[0]]
-        if str(var.attrs.get("units", "")) != "K":
-            raise FileFormatError(f"{path}: {names[0]} has units {var.attrs.get('units')!r}, not K")
-        values = np.asarray(var.values[0], dtype=np.float32)  # raw: already K, no +1 K offset
-        values[values <= 0] = np.nan  # 0 = space
-        this = (tuple(ds.attrs[k] for k in keys), values.shape)
-        if layout is not None and this != layout:
-            raise FileFormatError(f"{path}: window or time differs from {files[0]}")
-        layout = this
-        arrays[channel] = values
+            missing = [k for k in keys if k not in ds.attrs]
+            if missing:
+                raise FileFormatError(f"{path}: meteosatlib attributes missing: {missing}")
+            var = ds[names[0]]
+            if str(var.attrs.get("units", "")) != "K":
+                raise FileFormatError(
+                    f"{path}: {names[0]} has units {var.attrs.get('units')!r}, not K"
+                )
+            values = np.asarray(var.values[0], dtype=np.float32)  # raw: already K, no +1 K offset
+            values[values <= 0] = np.nan  # 0 = space
+            this = (tuple(ds.attrs[k] for k in keys), values.shape)
+            if layout is not None and this != layout:
+                raise FileFormatError(f"{path}: window or time differs from {files[0]}")
+            layout = this
+            arrays[channel] = values
+            platform = str(ds.attrs.get("Satellite", ""))
     if layout is None:
         raise FileFormatError("read_meteosatlib: no files given")
     (pix, lin, cfac, lfac, coff, loff, lon, stamp), (ny, nx) = layout
@@ -410,7 +421,7 @@ def read_meteosatlib(files: Sequence[Path], channels: Sequence[str]) -> xr.DataA
         grid=Grid(_geos_crs(float(lon)), x, y),
         source="seviri_meteosatlib_nc",
         sensor="SEVIRI",
-        platform=str(xr.open_dataset(files[0]).attrs.get("Satellite", "")),
+        platform=platform,
         nominal_time=nominal,
         start_time=nominal,
         end_time=nominal,

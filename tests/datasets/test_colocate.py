@@ -154,9 +154,11 @@ def test_satip_frames_and_radar_make_aligned_samples(real_data, tmp_path, write_
     # the file it came from.
     manifest = json.loads((tmp_path / "store" / "manifest.json").read_text())
     sources = manifest["spec"]["sources"] if "spec" in manifest else manifest["sources"]
-    assert sorted(Path(s["file"]).name for s in sources) == [
+    radar_sources = [s for s in sources if s["kind"] == "radar"]
+    assert sorted(s["file"] for s in radar_sources) == [
         f"T_PAAH22_C_EUOC_{t}.hdf" for t in RADAR_TIMES
     ]
+    assert len([s for s in sources if s["kind"] == "satellite"]) == 12
     assert all(len(s["sha256"]) == 64 for s in sources)
     used = {store.sample_meta(i)["radar_file"] for i in range(len(store))}
     assert used == {f"T_PAAH22_C_EUOC_{t}.hdf" for t in RADAR_TIMES[1:4]}
@@ -362,3 +364,29 @@ def test_parallax_correction_moves_the_cloud_top_towards_the_satellite(
     expected_move = np.array([(fy - y2) / 4000.0, (x2 - fx) / 4000.0])  # rows down, cols right
     assert 15e3 < shift < 25e3  # a 12 km cloud top seen at about 59°
     assert np.allclose(moved - plain, expected_move, atol=1.5)
+
+
+@pytest.mark.realdata
+def test_a_second_scan_for_the_same_slot_is_reported_not_mixed(real_data, tmp_path, write_odim):
+    satip = sorted((real_data / "seviri_rss_satip").glob("*.zarr.zip"))
+    twin = tmp_path / "twin"
+    twin.mkdir()
+    shutil.copy(satip[5], twin / satip[5].name)  # the same slot again, from another folder
+    (tmp_path / "radar").mkdir()
+    radar = radar_files(tmp_path / "radar", write_odim)
+    _, report = build_colocated_store(
+        tmp_path / "store",
+        satellite=[*satip, twin / satip[5].name],
+        radar=radar,
+        grid=laea_grid(53.0, -1.5, 4000.0, (64, 64)),
+        config=ColocationConfig(
+            region="uk",
+            frames=4,
+            step_minutes=5.0,
+            tolerance_minutes=1.0,
+            patch_size=32,
+            min_valid_fraction=0.5,
+        ),
+    )
+    assert report.satellite_scans == 12
+    assert len(report.bad_files) == 1 and "a second scan for nominal time" in report.bad_files[0]
