@@ -24,6 +24,15 @@ load_builtins()
 FEATURE = (-1.2, 53.2)  # lon, lat of the synthetic storm
 OPERA = "+proj=laea +lat_0=55.0 +lon_0=10.0 +x_0=1950000.0 +y_0=-2100000.0 +units=m +ellps=WGS84"
 SATIP_GEOS = "+proj=geos +lon_0=9.5 +h=35785831 +a=6378169 +rf=295.488065897014"
+UK_GRID = laea_grid(53.0, -1.5, 4000.0, (64, 64))
+UK_CONFIG = ColocationConfig(
+    region="uk",
+    frames=4,
+    step_minutes=5.0,
+    tolerance_minutes=1.0,
+    patch_size=32,
+    min_valid_fraction=0.5,
+)
 RADAR_TIMES = [
     "20231220114000",
     "20231220120000",
@@ -102,15 +111,8 @@ def test_satip_frames_and_radar_make_aligned_samples(real_data, tmp_path, write_
         satip_with_storm(src, satellite / src.name)
     (tmp_path / "radar").mkdir()
     radar = radar_files(tmp_path / "radar", write_odim)
-    grid = laea_grid(53.0, -1.5, 4000.0, (64, 64))
-    config = ColocationConfig(
-        region="uk",
-        frames=4,
-        step_minutes=5.0,
-        tolerance_minutes=1.0,
-        patch_size=32,
-        min_valid_fraction=0.5,
-    )
+    grid = UK_GRID
+    config = UK_CONFIG
     store, report = build_colocated_store(
         tmp_path / "store",
         satellite=sorted(satellite.iterdir()),
@@ -378,15 +380,8 @@ def test_a_second_scan_for_the_same_slot_is_reported_not_mixed(real_data, tmp_pa
         tmp_path / "store",
         satellite=[*satip, twin / satip[5].name],
         radar=radar,
-        grid=laea_grid(53.0, -1.5, 4000.0, (64, 64)),
-        config=ColocationConfig(
-            region="uk",
-            frames=4,
-            step_minutes=5.0,
-            tolerance_minutes=1.0,
-            patch_size=32,
-            min_valid_fraction=0.5,
-        ),
+        grid=UK_GRID,
+        config=UK_CONFIG,
     )
     assert report.satellite_scans == 12
     assert len(report.bad_files) == 1 and "a second scan for nominal time" in report.bad_files[0]
