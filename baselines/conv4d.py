@@ -37,7 +37,7 @@ def _four(value: Size4, name: str) -> tuple[int, int, int, int]:
     out = (value,) * 4 if isinstance(value, int) else tuple(value)
     if len(out) != 4 or not all(isinstance(v, int) for v in out):
         raise ConfigError(f"Conv4d: {name} must be an int or a 4-tuple of ints, got {value!r}")
-    return out  # type: ignore[return-value]
+    return (int(out[0]), int(out[1]), int(out[2]), int(out[3]))
 
 
 def _pad_indices(length: int, pad: int, mode: PaddingMode, device: torch.device) -> torch.Tensor:
