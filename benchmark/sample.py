@@ -133,3 +133,11 @@ def validate_sample(sample: Sample, name: str = "sample") -> Sample:
                 f"frame step is {int(steps[0])} s but meta says {meta['frame_step_s']} s",
             )
     return sample
+
+
+_SEASONS = ("DJF", "DJF", "MAM", "MAM", "MAM", "JJA", "JJA", "JJA", "SON", "SON", "SON", "DJF")
+
+
+def season(month: int) -> str:
+    """Meteorological season (``DJF``, ``MAM``, ``JJA``, ``SON``) of a month 1–12."""
+    return _SEASONS[month - 1]

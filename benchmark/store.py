@@ -121,7 +121,8 @@ class StoreSpec:
         return out
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """SHA-256 of a file's bytes (hex), read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -212,7 +213,7 @@ class SampleStoreWriter:
         return bool(
             path.exists()
             and path.stat().st_size == entry["bytes"]
-            and _sha256_file(path) == entry["sha256"]
+            and sha256_file(path) == entry["sha256"]
         )
 
     def has_shard(self, index: int) -> bool:
@@ -300,7 +301,7 @@ class SampleStoreWriter:
             "file": name,
             "n": n,
             "bytes": (self.root / name).stat().st_size,
-            "sha256": _sha256_file(self.root / name),
+            "sha256": sha256_file(self.root / name),
             "content_sha256": content.hexdigest(),
             "metadata_csv": meta_csv.decode("utf-8"),
         }
@@ -644,7 +645,7 @@ class SampleStore:
         """
         for shard in self.manifest["shards"]:
             path = self.root / shard["file"]
-            if _sha256_file(path) != shard["sha256"]:
+            if sha256_file(path) != shard["sha256"]:
                 raise StoreError(f"{path}: checksum differs from the manifest (corrupt shard)")
 
     def close(self) -> None:

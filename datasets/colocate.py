@@ -69,7 +69,8 @@ from qpebench.datasets.radar import QualityControl, read_radar
 from qpebench.datasets.regrid import Regridder, cell_index
 from qpebench.datasets.satellite import read_satellite, scan_files, viewing_zenith
 from qpebench.errors import ConfigError, QpebenchError
-from qpebench.store import SampleBatch, SampleStore, SampleStoreWriter, StoreSpec
+from qpebench.sample import season
+from qpebench.store import SampleBatch, SampleStore, SampleStoreWriter, StoreSpec, sha256_file
 
 TB_RANGE = (150.0, 350.0)  # the sample interface's plausible brightness temperatures (K)
 
@@ -153,14 +154,6 @@ class ColocationReport:
         lines += [f"  dropped {n}: {reason}" for reason, n in sorted(self.dropped.items())]
         lines += [f"  bad file: {b}" for b in self.bad_files]
         return "\n".join(lines)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _group_scans(paths: Iterable[Path]) -> list[list[Path]]:
@@ -327,6 +320,7 @@ def _chunk_task(
     radar_times = 0
     ir_list, rain_list, valid_list, time_list, rows = [], [], [], [], []
     loaded: dict[int, Any] = {}
+    frame_times = sorted(frames)
     for path in radar:
         try:
             field_ = read_radar(path, zr=config.zr, qc=qc)
@@ -334,13 +328,13 @@ def _chunk_task(
             bad.append(str(exc))
             continue
         radar_times += 1
-        radar_sha = _sha256(path)
+        radar_sha = sha256_file(path)
         rain, _, _ = _regridder(Grid.of(field_), grid, config.radar_min_coverage).apply(
             np.asarray(field_.values)
         )
         t = _seconds(field_["time"].values)
         wanted = [t - offset - k * step for k in range(config.frames - 1, -1, -1)]
-        found = [_match(list(frames), w, tolerance) for w in wanted]
+        found = [_match(frame_times, w, tolerance) for w in wanted]
         times = [f for f in found if f is not None]
         if len(times) < len(wanted):
             dropped[f"no satellite frame within ±{config.tolerance_minutes:g} min"] += 1
@@ -389,7 +383,7 @@ def _chunk_task(
                         "time": ts.strftime("%Y-%m-%dT%H:%M:%SZ"),
                         "year": ts.year,
                         "month": ts.month,
-                        "season": ("DJF", "MAM", "JJA", "SON")[(ts.month % 12) // 3],
+                        "season": season(ts.month),
                         "local_hour": round((ts.hour + ts.minute / 60 + lon / 15) % 24, 3),
                         "lat": round(float(lat), 4),
                         "lon": round(float(lon), 4),
@@ -485,7 +479,7 @@ def build_colocated_store(
     # Every input by name and content: in the manifest (provenance, and a store built from other
     # files is another store), and in the key of the task cache (never reused for other inputs).
     sources = [
-        {"kind": kind, "file": Path(f).name, "sha256": _sha256(Path(f))}
+        {"kind": kind, "file": Path(f).name, "sha256": sha256_file(Path(f))}
         for kind, files in (("satellite", satellite_files), ("radar", radar_files))
         for f in files
     ]

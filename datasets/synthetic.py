@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 from qpebench.bands import CANONICAL_BANDS, DEFAULT_BANDS, sensor_channel, validate_bands
 from qpebench.errors import ConfigError
 from qpebench.registry import DATASETS
+from qpebench.sample import season
 from qpebench.store import SampleBatch, SampleStore, SampleStoreWriter, StoreSpec
 
 from .synthetic_regions import RegionPreset, get_region
@@ -216,13 +217,6 @@ def _cos_solar_zenith(lat: F64, doy: F64, local_hour: F64) -> F64:
     hour_angle = np.deg2rad(15.0 * (local_hour - 12.0))
     out: F64 = np.sin(lat_r) * np.sin(dec) + np.cos(lat_r) * np.cos(dec) * np.cos(hour_angle)
     return out
-
-
-def _season(month: npt.NDArray[np.int64]) -> npt.NDArray[np.str_]:
-    names = np.array(
-        ["DJF", "DJF", "MAM", "MAM", "MAM", "JJA", "JJA", "JJA", "SON", "SON", "SON", "DJF"]
-    )
-    return names[month - 1]
 
 
 def render_chunk(
@@ -521,7 +515,7 @@ def render_chunk(
             "time": pd.to_datetime(times, unit="s", utc=True).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "year": year,
             "month": month,
-            "season": _season(month),
+            "season": [season(int(m)) for m in month],
             "local_hour": np.round(local_hour[:, -1], 3),
             "day": cos_sza[:, -1] > 0,
             "lat": np.round(lat, 4),

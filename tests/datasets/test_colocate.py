@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -312,15 +313,7 @@ def test_parallax_correction_moves_the_cloud_top_towards_the_satellite(
         satip_with_storm(src, satellite / src.name)
     (tmp_path / "radar").mkdir()
     path = radar_files(tmp_path / "radar", write_odim)[1]  # 12:00 needs frames 11:45 … 12:00
-    grid = laea_grid(53.0, -1.5, 4000.0, (64, 64))
-    common = dict(
-        region="uk",
-        frames=4,
-        step_minutes=5.0,
-        tolerance_minutes=1.0,
-        patch_size=64,
-        min_valid_fraction=0.5,
-    )
+    grid = UK_GRID
     files = sorted(satellite.iterdir())
     satip_last = sorted((real_data / "seviri_rss_satip").glob("*.zarr.zip"))
     store_plain, _ = build_colocated_store(
@@ -328,14 +321,14 @@ def test_parallax_correction_moves_the_cloud_top_towards_the_satellite(
         satellite=files + satip_last[4:],
         radar=[path],
         grid=grid,
-        config=ColocationConfig(**common),
+        config=replace(UK_CONFIG, patch_size=64),
     )
     store_moved, _ = build_colocated_store(
         tmp_path / "moved",
         satellite=files + satip_last[4:],
         radar=[path],
         grid=grid,
-        config=ColocationConfig(**common, parallax=True),
+        config=replace(UK_CONFIG, patch_size=64, parallax=True),
     )
 
     def cold_centre(store):
