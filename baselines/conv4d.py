@@ -12,10 +12,13 @@ initialises over the 4-D fan-in (``kaiming_uniform_(a=√5)`` on a weight
 
 Fast: public implementations loop over the kernel's time offsets and call ``conv3d`` once per
 offset and output frame. Here the time axis is folded into the batch and the kernel's time
-offsets into the input channels: the ``kT`` input frames each output frame needs are gathered
-into one tensor ``(N·T', C·kT, B, H, W)`` (channels ordered group-major so ``groups`` still
-apply; laid out channels-last-3d, which ``conv3d`` runs faster) and convolved with the weight
-reshaped to ``(O, C/g·kT, kB, kH, kW)`` in **one** ``conv3d`` call, forward and backward.
+offsets into the input channels: the ``kT`` input frames each output frame needs are taken as
+a view (``Tensor.unfold`` over time, whose backward is one accumulation rather than the slow
+scatter of an index gather) and copied once into ``(N·T', C·kT, B, H, W)`` (channels ordered
+group-major so ``groups`` still apply; laid out channels-last-3d, which ``conv3d`` runs faster)
+and convolved with the weight
+reshaped to ``(O, C/g·kT, kB, kH, kW)`` in **one** ``conv3d`` call, forward and backward;
+zero padding of the band and space axes is done inside ``conv3d`` (no padded copy).
 """
 
 from __future__ import annotations
@@ -127,15 +130,18 @@ class Conv4d(nn.Module):
             f"padding_mode={self.padding_mode!r}"
         )
 
-    def _pad(self, x: torch.Tensor) -> torch.Tensor:
-        """Pad the four trailing axes (zeros through F.pad, other modes through index maps)."""
+    def _pad(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int]]:
+        """Pad the input; return it with the padding left to ``conv3d`` for (band, y, x).
+
+        Zero padding of the band and space axes is left to ``conv3d`` (no copy); only the time
+        axis is padded here. Other modes pad all four axes through index maps.
+        """
         if not any(self.padding):
-            return x
+            return x, (0, 0, 0)
         if self.padding_mode == "zeros":
-            pads: list[int] = []
-            for p in reversed(self.padding):
-                pads += [p, p]
-            return F.pad(x, pads)
+            pt = self.padding[0]
+            padded = F.pad(x, (0, 0, 0, 0, 0, 0, pt, pt)) if pt else x
+            return padded, (self.padding[1], self.padding[2], self.padding[3])
         for axis, p in enumerate(self.padding):
             if not p:
                 continue
@@ -147,7 +153,7 @@ class Conv4d(nn.Module):
                     f"got {length}"
                 )
             x = x.index_select(dim, _pad_indices(length, p, self.padding_mode, x.device))
-        return x
+        return x, (0, 0, 0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Convolve ``x`` ``(N, C, T, B, H, W)``.
@@ -159,23 +165,22 @@ class Conv4d(nn.Module):
             raise ConfigError(
                 f"Conv4d expects (N, {self.in_channels}, T, B, H, W), got {tuple(x.shape)}"
             )
-        x = self._pad(x)
-        n, c, t = x.shape[:3]
+        x, space_padding = self._pad(x)
+        n, c, t, b, h, w = x.shape
         kt, st, dt = self.kernel_size[0], self.stride[0], self.dilation[0]
-        t_out = (t - dt * (kt - 1) - 1) // st + 1
-        if t_out < 1:
+        span = dt * (kt - 1) + 1
+        if t < span:
             raise ConfigError(f"Conv4d: time axis of {t} (padded) is shorter than the kernel")
-        # Frames each output step needs: (t_out, kt) indices into the padded time axis.
-        starts = torch.arange(t_out, device=x.device) * st
-        frames = starts[:, None] + torch.arange(kt, device=x.device)[None, :] * dt
-        gathered = x[:, :, frames]  # (N, C, t_out, kt, B, H, W)
+        # The kT frames of each output step as a view (N, C, T', B, H, W, kT): ``unfold`` takes
+        # windows of the dilated span every ``st`` frames; its backward adds overlapping windows.
+        windows = x.unfold(2, span, st)[..., ::dt]
+        t_out = windows.shape[2]
         g = self.groups
-        b, h, w = gathered.shape[4:]
         # One copy into channels-last-3d order (N·T', B, H, W, C·kT), viewed as (N·T', C·kT, B,
         # H, W): conv3d runs faster on channels-last data. Channels are ordered (group, channel
         # in group, time offset): group-major, so ``groups`` still apply.
         folded = (
-            gathered.permute(0, 2, 4, 5, 6, 1, 3)
+            windows.permute(0, 2, 3, 4, 5, 1, 6)
             .reshape(n * t_out, b, h, w, c * kt)
             .permute(0, 4, 1, 2, 3)
         )
@@ -187,6 +192,7 @@ class Conv4d(nn.Module):
             weight,
             self.bias,
             stride=self.stride[1:],
+            padding=space_padding,
             dilation=self.dilation[1:],
             groups=g,
         )
