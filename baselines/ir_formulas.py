@@ -1,12 +1,18 @@
-"""Classical rain-rate formulas of the 10.8 µm brightness temperature."""
+"""Classical rain-rate formulas of the 10.8 µm brightness temperature (nothing fitted).
+
+Also the checks every classical baseline shares: :func:`require_bands` and :func:`check_int`
+for the factories, :func:`check_input` for ``predict``, :func:`check_state` for ``load_state``
+and :func:`not_fitted_error`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
+import torch
 
-from qpebench.errors import ConfigError
+from qpebench.errors import ConfigError, SampleValidationError
 from qpebench.models import F32, ModelCard, RainModel
 from qpebench.registry import MODELS
 
@@ -15,6 +21,72 @@ AE_A = 1.1183e11
 AE_B = 3.6382e-2
 AE_EXPONENT = 1.2
 
+#: GOES Precipitation Index (Arkin & Meisner 1987, Mon. Wea. Rev. 115:51): rate below threshold.
+GPI_RATE_MM_H = 3.0
+GPI_THRESHOLD_K = 235.0
+
+#: Pixels of the 64×64 patch that ``flops_per_sample`` is counted on.
+PATCH_PIXELS = 64 * 64
+
+
+def require_bands(model: str, bands: Sequence[str], needed: Sequence[str]) -> None:
+    """Check that the configured ``bands`` hold every band ``model`` needs.
+
+    Raises:
+        ConfigError: A needed band is missing; the message names it and the configured bands.
+    """
+    for band in needed:
+        if band not in bands:
+            raise ConfigError(f"{model} needs band {band}, the configuration has {list(bands)}")
+
+
+def check_int(name: str, value: int, minimum: int) -> None:
+    """Check that ``value`` is an integer ≥ ``minimum``.
+
+    Raises:
+        ConfigError: It is not; the message names the parameter.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def check_input(card: ModelCard, ir: F32) -> None:
+    """Check that ``ir`` is ``(N, card.frames, len(card.bands), H, W)``.
+
+    Raises:
+        SampleValidationError: The shape does not match the card.
+    """
+    expected = (card.frames, len(card.bands))
+    if ir.ndim != 5 or tuple(ir.shape[1:3]) != expected:
+        raise SampleValidationError(
+            f"{card.name} takes IR (N, T={card.frames}, C={len(card.bands)}, H, W) with bands "
+            f"{list(card.bands)}, got shape {tuple(ir.shape)}"
+        )
+
+
+def check_state(
+    name: str, state: Mapping[str, torch.Tensor], shapes: Mapping[str, tuple[int, ...] | None]
+) -> None:
+    """Check that ``state`` holds exactly the tensors ``shapes`` names, of those shapes
+    (``None``: any one-dimensional tensor).
+
+    Raises:
+        ConfigError: A key is missing or extra, or a tensor has another shape.
+    """
+    if set(state) != set(shapes):
+        raise ConfigError(f"{name}: state has {sorted(state)}, expected {sorted(shapes)}")
+    for key, shape in shapes.items():
+        got = tuple(state[key].shape)
+        if got != shape if shape is not None else len(got) != 1:
+            raise ConfigError(f"{name}: state {key!r} has shape {got}, expected {shape or '(n,)'}")
+
+
+def not_fitted_error(name: str) -> ConfigError:
+    """The error ``predict`` raises on a trainable model that was neither fitted nor loaded."""
+    return ConfigError(
+        f"{name} is not fitted: call fit() first or load a saved model (qpebench.models.load_model)"
+    )
+
 
 def auto_estimator_rate(tb_k: F32) -> F32:
     """Auto-Estimator rain rate in mm/h from the 10.8 µm brightness temperature in K."""
@@ -22,27 +94,69 @@ def auto_estimator_rate(tb_k: F32) -> F32:
     return (AE_A * np.exp(-AE_B * t**AE_EXPONENT)).astype(np.float32)
 
 
-class AutoEstimator(RainModel):
-    """The Auto-Estimator power law on the last frame's IR10.8 band (no fitted parameter)."""
+def gpi_rate(tb_k: F32) -> F32:
+    """GPI rain rate in mm/h: 3 mm/h where Tb(10.8 µm) < 235 K, else 0."""
+    return np.where(tb_k < GPI_THRESHOLD_K, GPI_RATE_MM_H, 0.0).astype(np.float32)
 
-    def __init__(self) -> None:
+
+class AutoEstimator(RainModel):
+    """The Auto-Estimator power law on the last frame's IR10.8 band (no fitted parameter).
+
+    Reference: Vicente, G. A., Scofield, R. A. and Menzel, W. P. (1998), The operational GOES
+    infrared rainfall estimation technique, Bull. Amer. Meteor. Soc. 79, 1883–1898.
+    """
+
+    def __init__(self, step: int) -> None:
         self.card = ModelCard(
             name="auto_estimator",
             family="ir_formula",
             description="R = 1.1183e11·exp(−3.6382e−2·T^1.2), T = Tb(10.8 µm) (Vicente 1998)",
             frames=1,
             bands=("IR10.8",),
-            flops_per_sample=4 * 64 * 64,
+            step=step,
+            flops_per_sample=4 * PATCH_PIXELS,
         )
 
     def predict(self, ir: F32) -> F32:
         """Rain rate from ``ir[:, -1, 0]`` (the runner passes IR10.8 only)."""
+        check_input(self.card, ir)
         return auto_estimator_rate(ir[:, -1, 0])
 
 
+class GPI(RainModel):
+    """The GOES Precipitation Index: a fixed rate under cold cloud tops (no fitted parameter).
+
+    Reference: Arkin, P. A. and Meisner, B. N. (1987), The relationship between large-scale
+    convective rainfall and cold cloud over the Western Hemisphere during 1982–84, Mon. Wea.
+    Rev. 115, 51–74.
+    """
+
+    def __init__(self, step: int) -> None:
+        self.card = ModelCard(
+            name="gpi",
+            family="ir_formula",
+            description="R = 3 mm/h where Tb(10.8 µm) < 235 K, else 0 (Arkin & Meisner 1987)",
+            frames=1,
+            bands=("IR10.8",),
+            step=step,
+            flops_per_sample=PATCH_PIXELS,
+        )
+
+    def predict(self, ir: F32) -> F32:
+        """Rain rate from ``ir[:, -1, 0]`` (the runner passes IR10.8 only)."""
+        check_input(self.card, ir)
+        return gpi_rate(ir[:, -1, 0])
+
+
 @MODELS.register("auto_estimator")
-def auto_estimator(frames: int, bands: Sequence[str]) -> AutoEstimator:
-    """The Auto-Estimator; needs IR10.8 among the configured bands."""
-    if "IR10.8" not in bands:
-        raise ConfigError(f"auto_estimator needs band IR10.8, the configuration has {list(bands)}")
-    return AutoEstimator()
+def auto_estimator(frames: int, bands: Sequence[str], step: int = 1) -> AutoEstimator:
+    """The Auto-Estimator; needs IR10.8 among the configured bands (uses the last frame)."""
+    require_bands("auto_estimator", bands, ["IR10.8"])
+    return AutoEstimator(step)
+
+
+@MODELS.register("gpi")
+def gpi(frames: int, bands: Sequence[str], step: int = 1) -> GPI:
+    """The GOES Precipitation Index; needs IR10.8 among the configured bands (last frame)."""
+    require_bands("gpi", bands, ["IR10.8"])
+    return GPI(step)

@@ -13,13 +13,14 @@ from qpebench.registry import MODELS
 class ZeroRain(RainModel):
     """Predicts no rain anywhere: the floor of every skill score."""
 
-    def __init__(self, bands: Sequence[str]) -> None:
+    def __init__(self, bands: Sequence[str], step: int) -> None:
         self.card = ModelCard(
             name="zero_rain",
             family="reference",
             description="No rain anywhere (skill floor)",
             frames=1,
             bands=tuple(bands),
+            step=step,
         )
 
     def predict(self, ir: F32) -> F32:
@@ -29,6 +30,6 @@ class ZeroRain(RainModel):
 
 
 @MODELS.register("zero_rain")
-def zero_rain(frames: int, bands: Sequence[str]) -> ZeroRain:
+def zero_rain(frames: int, bands: Sequence[str], step: int = 1) -> ZeroRain:
     """The zero-rain reference (uses no input)."""
-    return ZeroRain(bands[:1])
+    return ZeroRain(bands[:1], step)

@@ -182,22 +182,22 @@ def _summary_text(s: dict[str, Any]) -> str:
 
 
 def _models_list(pattern: str, as_json: bool) -> None:
-    from qpebench.runner import build_model
+    from qpebench.runner import build_configured
 
     cfg = run_config(compose_config())
-    cards = [build_model(name, cfg).card for name in MODELS.names(pattern)]
+    cards = [build_configured(name, cfg).card for name in MODELS.names(pattern)]
     if as_json:
         print(json.dumps([c.to_json() for c in cards], indent=2))
         return
     header = (
         f"{'name':<16} {'family':<11} {'frames':>6} {'bands':>5} {'params':>9} "
-        f"{'MFLOP':>8} {'output':<7} description"
+        f"{'MFLOP':>8} {'outputs':<7} description"
     )
     print(header)
     for c in cards:
         print(
             f"{c.name:<16} {c.family:<11} {c.frames:>6} {len(c.bands):>5} {c.parameters:>9,} "
-            f"{c.flops_per_sample / 1e6:>8.1f} {c.output:<7} {c.description}"
+            f"{c.flops_per_sample / 1e6:>8.1f} {'+'.join(c.outputs):<7} {c.description}"
         )
 
 

@@ -111,6 +111,8 @@ class RunConfig:
     models: tuple[str, ...]
     model_params: dict[str, dict[str, Any]]
     frames: int
+    step: int
+    param_budget: int | None
     bands: tuple[str, ...]
     seed: int
     progress: bool
@@ -141,9 +143,14 @@ def run_config(cfg: DictConfig) -> RunConfig:
     frames = _int(cfg, "frames", 1)
     seed = _int(cfg, "seed", 0)
     data = dict(resolved["data"])
+    step = _int(cfg, "step", 1)
     stored_frames = _int(cfg, "data.frames", 1)
-    if frames > stored_frames:
-        raise ConfigError(f"frames={frames} exceeds the {stored_frames} frames the data holds")
+    if step * (frames - 1) + 1 > stored_frames:
+        raise ConfigError(
+            f"frames={frames} with step={step} span {step * (frames - 1) + 1} stored frames; "
+            f"the data holds {stored_frames}"
+        )
+    param_budget = None if cfg.get("param_budget") is None else _int(cfg, "param_budget", 1)
     bands = validate_bands(list(resolved["bands"]))
     missing = [b for b in bands if b not in data.get("bands", bands)]
     if missing:
@@ -181,6 +188,8 @@ def run_config(cfg: DictConfig) -> RunConfig:
         models=tuple(str(m) for m in models),
         model_params={str(k): dict(v) for k, v in params.items()},
         frames=frames,
+        step=step,
+        param_budget=param_budget,
         bands=bands,
         seed=seed,
         progress=progress,

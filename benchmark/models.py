@@ -1,24 +1,41 @@
-"""The model interface every registry entry implements, and the model card.
+"""The model interface every registry entry implements, the model card, and model files.
 
-A registry entry in :data:`qpebench.registry.MODELS` is a factory ``(frames, bands, **params) ->
-RainModel``. A :class:`RainModel` estimates the rain rate (mm/h, non-negative) at the target time
-from the IR frames ``(N, T, C, H, W)``; it may learn from the training set only (``fit``), and
-saves and loads itself without pickling arbitrary objects.
+A registry entry in :data:`qpebench.registry.MODELS` is a factory
+``(frames, bands, step=1, **params) -> RainModel``. A :class:`RainModel` estimates the rain rate
+(mm/h, non-negative) at the target time from the IR frames ``(N, T, C, H, W)`` (the card's
+frames, every ``step``-th stored frame back from the target, and the card's bands); it may learn
+from the training set only (``fit``). Build models with :func:`build_model` (which records the
+factory arguments as the model's ``config``) and reload a saved one with :func:`load_model`: the
+file holds the card, the config and the learned tensors, and is read with
+``torch.load(weights_only=True)`` (no pickle of arbitrary objects).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import torch
 
+from qpebench.atomic import write_with
+from qpebench.errors import ConfigError
+from qpebench.registry import MODELS, load_builtins
 from qpebench.store import SampleStore
 
 F32 = npt.NDArray[np.float32]
+
+#: Identifies a qpebench model file (and its layout version).
+MODEL_FORMAT = "qpebench-model"
+MODEL_FORMAT_VERSION = 1
+#: What a model can output besides the rain rate.
+OUTPUT_KINDS = ("rate", "probability", "quantiles")
 
 
 @dataclass(frozen=True)
@@ -29,12 +46,17 @@ class ModelCard:
         name: Registry name.
         family: ``"reference"``, ``"ir_formula"``, ``"cnn"``, ``"temporal"``, ``"sklearn"`` …
         description: One line.
-        frames: Input frames the model uses (the last ``frames`` of each sample).
+        frames: Input frames the model uses.
         bands: Canonical bands the model uses, in order.
-        output: ``"rate"``, ``"probability"`` or ``"quantiles"``.
+        step: The frames are every ``step``-th stored frame, counted back from the target.
+        outputs: ``"rate"`` always; ``"probability"`` (of rain ≥ ``rain_threshold``) and
+            ``"quantiles"`` (at ``quantile_levels``) where the model gives them.
+        rain_threshold: Rain rate in mm/h of the ``probability`` output.
+        quantile_levels: Levels of the ``quantiles`` output, increasing.
         trainable: Whether the model learns from the training set.
-        parameters: Learned parameter count.
-        flops_per_sample: Floating-point operations of one forward pass on one 64×64 patch.
+        parameters: Learned parameter count (for tree ensembles: nodes).
+        flops_per_sample: Floating-point operations of one forward pass on one 64×64 patch
+            (for tree ensembles: node comparisons; see ``docs/models.md``).
         causal: Uses only frames at or before the target time.
     """
 
@@ -43,7 +65,10 @@ class ModelCard:
     description: str
     frames: int
     bands: tuple[str, ...]
-    output: str = "rate"
+    step: int = 1
+    outputs: tuple[str, ...] = ("rate",)
+    rain_threshold: float | None = None
+    quantile_levels: tuple[float, ...] = ()
     trainable: bool = False
     parameters: int = 0
     flops_per_sample: int = 0
@@ -52,8 +77,14 @@ class ModelCard:
     def to_json(self) -> dict[str, Any]:
         """The card as plain JSON types."""
         out = asdict(self)
-        out["bands"] = list(self.bands)
+        for key in ("bands", "outputs", "quantile_levels"):
+            out[key] = list(out[key])
         return out
+
+    @property
+    def span(self) -> int:
+        """Stored frames the input covers: ``step · (frames − 1) + 1``."""
+        return self.step * (self.frames - 1) + 1
 
 
 @dataclass(frozen=True)
@@ -66,9 +97,15 @@ class TrainData:
 
 
 class RainModel(ABC):
-    """Estimates rain rate at the target time from IR frames."""
+    """Estimates rain rate at the target time from IR frames.
+
+    Attributes:
+        card: The model card.
+        config: The factory arguments that rebuild this model (set by :func:`build_model`).
+    """
 
     card: ModelCard
+    config: dict[str, Any]
 
     def fit(self, data: TrainData, *, seed: int, progress: bool = True) -> dict[str, Any]:
         """Learn from ``data.train`` (and select on ``data.val``); fixed models do nothing.
@@ -82,8 +119,96 @@ class RainModel(ABC):
     def predict(self, ir: F32) -> F32:
         """Rain rate in mm/h ``(N, H, W)`` from IR ``(N, T, C, H, W)`` (card's frames and bands)."""
 
-    def save(self, path: Path) -> None:  # noqa: B027 - fixed models have nothing to save
-        """Save what the model learned (nothing for fixed models)."""
+    def predict_outputs(self, ir: F32) -> dict[str, F32]:
+        """Every output of the card from IR ``(N, T, C, H, W)``.
 
-    def load(self, path: Path) -> None:  # noqa: B027 - fixed models have nothing to load
-        """Load what :meth:`save` wrote."""
+        Returns:
+            ``rate`` ``(N, H, W)`` in mm/h, and where the card has them ``probability``
+            ``(N, H, W)`` in [0, 1] and ``quantiles`` ``(N, Q, H, W)`` in mm/h.
+        """
+        return {"rate": self.predict(ir)}
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """What the model learned, as named tensors (empty for fixed models)."""
+        return {}
+
+    def load_state(self, state: Mapping[str, torch.Tensor]) -> None:
+        """Restore what :meth:`state` returned.
+
+        Raises:
+            ConfigError: ``state`` does not fit this model.
+        """
+        if state:
+            raise ConfigError(f"{self.card.name} learns nothing but got state {sorted(state)}")
+
+    def save(self, path: str | Path) -> None:
+        """Write card, config and state to ``path`` atomically (see :func:`load_model`)."""
+        payload = {
+            "format": MODEL_FORMAT,
+            "format_version": MODEL_FORMAT_VERSION,
+            "card": self.card.to_json(),
+            "config": self.config,
+            "state": self.state(),
+        }
+        write_with(Path(path), lambda tmp: torch.save(payload, tmp))
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as JSON-like types (dataclasses as dicts, tuples as lists)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value
+
+
+def build_model(
+    name: str, *, frames: int, bands: Sequence[str], step: int = 1, **params: Any
+) -> RainModel:
+    """Instantiate registry model ``name``; its ``config`` records the arguments.
+
+    Raises:
+        ConfigError: ``params`` names an argument the model does not take.
+    """
+    load_builtins()
+    factory: Callable[..., RainModel] = MODELS.get(name)
+    accepted = inspect.signature(factory).parameters
+    unknown = [k for k in params if k not in accepted]
+    if unknown:
+        allowed = [k for k in accepted if k not in ("frames", "bands", "step")]
+        raise ConfigError(f"model {name}: {unknown} not accepted; {name} takes {allowed}")
+    model = factory(frames=frames, bands=list(bands), step=step, **params)
+    model.config = _plain({"frames": frames, "bands": list(bands), "step": step, **params})
+    return model
+
+
+def load_model(path: str | Path, *, device: str | None = None) -> RainModel:
+    """Rebuild the model saved at ``path`` from its registry name and config, then its state.
+
+    Args:
+        path: A file written by :meth:`RainModel.save`.
+        device: Overrides the saved ``train.device`` of torch models (e.g. ``"cpu"``).
+
+    Raises:
+        ConfigError: Not a qpebench model file, or one of another format version.
+    """
+    path = Path(path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a file that is not its own
+        raise ConfigError(f"{path}: not a qpebench model file ({exc})") from None
+    if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
+        raise ConfigError(f"{path}: not a qpebench model file (no {MODEL_FORMAT!r} format tag)")
+    if payload["format_version"] != MODEL_FORMAT_VERSION:
+        raise ConfigError(
+            f"{path}: model file version {payload['format_version']}, this qpebench reads "
+            f"{MODEL_FORMAT_VERSION}"
+        )
+    config = dict(payload["config"])
+    if device is not None and "train" in config:
+        config["train"] = {**config["train"], "device": device}
+    model = build_model(payload["card"]["name"], **config)
+    model.load_state(payload["state"])
+    return model

@@ -25,7 +25,7 @@ from qpebench.config import RunConfig
 from qpebench.errors import ConfigError
 from qpebench.leaderboard import leaderboard_markdown
 from qpebench.metrics import Accumulator, metric_set
-from qpebench.models import RainModel, TrainData
+from qpebench.models import RainModel, TrainData, build_model
 from qpebench.records import SCHEMA, SCHEMA_VERSION, now_utc, provenance, write_record
 from qpebench.registry import DATASETS, MODELS, load_builtins
 from qpebench.store import SampleStore, remove_store
@@ -76,22 +76,23 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed % 2**32)  # noqa: NPY002 - third-party code may draw from it
 
 
-def build_model(name: str, cfg: RunConfig) -> RainModel:
-    """Instantiate registry model ``name`` for the configured frames, bands and parameters.
+def build_configured(name: str, cfg: RunConfig) -> RainModel:
+    """Instantiate registry model ``name`` for the configured input and parameters.
+
+    ``train`` and ``param_budget`` go to the models that take them; ``model_params.<name>``
+    overrides both.
 
     Raises:
         ConfigError: ``model_params`` names an argument the model does not take.
     """
-    factory: Callable[..., RainModel] = MODELS.get(name)
-    params = dict(cfg.model_params.get(name, {}))
-    accepted = inspect.signature(factory).parameters
+    accepted = inspect.signature(MODELS.get(name)).parameters
+    params: dict[str, Any] = {}
     if "train" in accepted:
         params["train"] = cfg.train
-    unknown = [k for k in params if k not in accepted]
-    if unknown:
-        allowed = [k for k in accepted if k not in ("frames", "bands", "train")]
-        raise ConfigError(f"model_params.{name}: {unknown} not accepted; {name} takes {allowed}")
-    return factory(frames=cfg.frames, bands=cfg.bands, **params)
+    if "param_budget" in accepted and cfg.param_budget is not None:
+        params["param_budget"] = cfg.param_budget
+    params.update(cfg.model_params.get(name, {}))
+    return build_model(name, frames=cfg.frames, bands=cfg.bands, step=cfg.step, **params)
 
 
 def evaluate(
@@ -101,7 +102,10 @@ def evaluate(
     accumulators = metric_set()
     for start in range(0, indices.size, EVAL_BLOCK):
         batch = store.read(
-            indices[start : start + EVAL_BLOCK], frames=model.card.frames, bands=model.card.bands
+            indices[start : start + EVAL_BLOCK],
+            frames=model.card.frames,
+            step=model.card.step,
+            bands=model.card.bands,
         )
         pred = model.predict(batch.ir)
         for acc in accumulators:
@@ -149,7 +153,7 @@ def run_benchmark(cfg: RunConfig, log: Callable[[str], None] = print) -> RunResu
     records = []
     for name in cfg.models:
         seed_everything(cfg.seed)
-        model = build_model(name, cfg)
+        model = build_configured(name, cfg)
         t0 = time.perf_counter()
         training = model.fit(data, seed=cfg.seed, progress=cfg.progress)
         fit_s = time.perf_counter() - t0

@@ -509,20 +509,23 @@ class SampleStore:
         indices: Iterable[int] | npt.NDArray[np.integer[Any]],
         *,
         frames: int | None = None,
+        step: int = 1,
         bands: Sequence[str] | None = None,
     ) -> SampleBatch:
         """Read samples by global index, in the order given.
 
         Args:
             indices: Sample indices (rows of :attr:`metadata`).
-            frames: Keep the last ``frames`` frames (ending at the target time); all if ``None``.
+            frames: Keep ``frames`` frames ending at the target time; all if ``None``.
+            step: Keep every ``step``-th stored frame, counted back from the target (so the
+                frames are ``step`` store steps apart).
             bands: Canonical bands to keep, in this order; all if ``None``.
 
         Returns:
             The samples as a :class:`SampleBatch`.
 
         Raises:
-            ConfigError: ``frames`` exceeds what the store holds.
+            ConfigError: ``frames`` and ``step`` reach further back than the store holds.
             StoreError: A shard cannot be read.
         """
         idx = np.asarray(list(indices) if not isinstance(indices, np.ndarray) else indices)
@@ -530,9 +533,15 @@ class SampleStore:
         if idx.size and (idx.min() < 0 or idx.max() >= len(self)):
             raise IndexError(f"sample index out of range 0..{len(self) - 1}")
         t_all = self.frames
-        t = t_all if frames is None else frames
-        if not 1 <= t <= t_all:
-            raise ConfigError(f"frames={frames}: the store holds {t_all} frames per sample")
+        if isinstance(step, bool) or not isinstance(step, int) or step < 1:
+            raise ConfigError(f"step must be a positive integer, got {step!r}")
+        t = (t_all - 1) // step + 1 if frames is None else frames
+        span = step * (t - 1) + 1
+        if t < 1 or span > t_all:
+            raise ConfigError(
+                f"frames={frames}, step={step} span {span} stored frames: the store holds "
+                f"{t_all} frames per sample"
+            )
         band_idx = self.band_indices(bands)
         h, w = self.patch_shape
         n = idx.size
@@ -549,15 +558,15 @@ class SampleStore:
             uniq, inverse = np.unique(rows_sorted, return_inverse=True)
             arrays = self._shard_arrays(int(shard))
             try:
-                counts, r, v, tm = _read_rows(arrays, uniq, t_all - t)
+                counts, r, v, tm = _read_rows(arrays, uniq, t_all - span)
             except (OSError, KeyError) as exc:
                 path = self.root / self.manifest["shards"][int(shard)]["file"]
                 raise StoreError(f"{path}: cannot read shard data ({exc})") from None
             dest = pos[order]
-            ir[dest] = unpack_tb(counts[inverse][:, :, band_idx])
+            ir[dest] = unpack_tb(counts[inverse][:, ::step][:, :, band_idx])
             rain[dest] = r[inverse]
             valid[dest] = v[inverse]
-            time[dest] = tm[inverse]
+            time[dest] = tm[inverse][:, ::step]
         metadata = self.metadata.iloc[idx].reset_index(drop=True)
         return SampleBatch(ir=ir, rain=rain, valid=valid, time=time, metadata=metadata)
 

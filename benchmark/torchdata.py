@@ -22,7 +22,8 @@ class StoreDataset(Dataset[dict[str, Any]]):
     Args:
         store: The store.
         indices: Sample indices to serve, in order.
-        frames: Keep the last ``frames`` frames; all if ``None``.
+        frames: Keep ``frames`` frames ending at the target time; all if ``None``.
+        step: Every ``step``-th stored frame, counted back from the target.
         bands: Keep these canonical bands, in this order; all if ``None``.
         preload: Read everything once into memory (fast epochs for sets that fit in RAM);
             otherwise read each sample from its shard on access (works in worker processes).
@@ -35,6 +36,7 @@ class StoreDataset(Dataset[dict[str, Any]]):
         indices: npt.NDArray[np.int64] | Sequence[int],
         *,
         frames: int | None = None,
+        step: int = 1,
         bands: Sequence[str] | None = None,
         preload: bool = False,
         block: int = 256,
@@ -42,6 +44,7 @@ class StoreDataset(Dataset[dict[str, Any]]):
         self.store = store
         self.indices = np.asarray(indices, dtype=np.int64)
         self.frames = frames
+        self.step = step
         self.bands = None if bands is None else list(bands)
         self._cache: dict[str, torch.Tensor] | None = None
         if preload:
@@ -52,7 +55,7 @@ class StoreDataset(Dataset[dict[str, Any]]):
             self._cache = {k: torch.cat([p[k] for p in parts]) for k in parts[0]} if parts else {}
 
     def _read(self, idx: npt.NDArray[np.int64]) -> SampleBatch:
-        return self.store.read(idx, frames=self.frames, bands=self.bands)
+        return self.store.read(idx, frames=self.frames, step=self.step, bands=self.bands)
 
     @staticmethod
     def _tensors(batch: SampleBatch) -> dict[str, torch.Tensor]:

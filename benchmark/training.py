@@ -1,28 +1,36 @@
 """Training and inference for PyTorch rain models.
 
-:class:`TorchRainModel` wraps any ``nn.Module`` that maps normalised IR ``(N, T, C, H, W)`` to
-``z = log1p(rain)`` ``(N, H, W)``, z ≥ 0. It fits the input normalisation on the training set,
-trains with a rate-weighted mean-squared error in log1p space (:func:`rain_loss`: rain is
-skewed, the log keeps light rain in play and the weights keep heavy rain), keeps the weights of
-the epoch with the lowest validation loss, and saves everything with ``weights_only`` tensors.
+:class:`TorchRainModel` wraps any ``nn.Module`` that maps normalised IR ``(N, T, C, H, W)`` to raw
+head outputs ``(N, K, H, W)``; :class:`OutputSpec` decodes them (the output contract, see
+``docs/models.md``): channel 0 is ``z = softplus(·) = log1p(rain)`` ≥ 0, then optionally the logit
+of the probability of rain ≥ ``rain_threshold``, then optionally ``Q`` quantiles of ``log1p(rain)``
+built as cumulative sums of softplus increments (non-negative and never crossing). Losses, chosen
+for rain's skewed distribution: a rate-weighted mean squared error in log1p space
+(:func:`rain_loss`: the log keeps light rain in play, the weights keep heavy rain), binary
+cross-entropy for the probability, and the pinball loss for the quantiles (taken in log1p space,
+which is equivalent for quantiles because log1p is monotone). The model fits the input
+normalisation on the training set, keeps the weights of the epoch with the lowest validation
+loss, and saves only tensors.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import math
 import time
-from dataclasses import asdict, dataclass, replace
-from pathlib import Path
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
 
-from qpebench.atomic import write_with
 from qpebench.errors import ConfigError
 from qpebench.models import F32, ModelCard, RainModel, TrainData
 from qpebench.torchdata import StoreDataset
@@ -55,6 +63,22 @@ class TrainSettings:
         if self.weight_decay < 0:
             raise ConfigError(f"train.weight_decay must be >= 0, got {self.weight_decay}")
         resolve_device(self.device)
+
+
+def train_settings(value: TrainSettings | Mapping[str, Any] | None) -> TrainSettings:
+    """``value`` as :class:`TrainSettings` (a mapping, as saved in a model file, is converted).
+
+    Raises:
+        ConfigError: A mapping with keys that are not settings.
+    """
+    if value is None:
+        return TrainSettings()
+    if isinstance(value, TrainSettings):
+        return value
+    unknown = sorted(set(value) - {f.name for f in dataclasses.fields(TrainSettings)})
+    if unknown:
+        raise ConfigError(f"train: unknown settings {unknown}")
+    return TrainSettings(**value)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -104,24 +128,105 @@ def rain_loss(z: torch.Tensor, rain: torch.Tensor, valid: torch.Tensor) -> torch
     return (err * weight).sum() / weight.sum().clamp_min(1e-6)
 
 
+@dataclass(frozen=True)
+class OutputSpec:
+    """What a network's head outputs besides the rain rate, and how it is decoded and scored.
+
+    Attributes:
+        probability: Add the probability of rain ≥ ``rain_threshold`` (one logit channel).
+        rain_threshold: mm/h of the probability output.
+        quantiles: Levels in (0, 1), increasing, of the quantile outputs (one channel each).
+    """
+
+    probability: bool = False
+    rain_threshold: float = 1.0
+    quantiles: tuple[float, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        q = tuple(float(v) for v in self.quantiles)
+        if any(not 0 < v < 1 for v in q) or any(b <= a for a, b in itertools.pairwise(q)):
+            raise ConfigError(f"quantiles must increase strictly inside (0, 1), got {list(q)}")
+        if not self.rain_threshold > 0:
+            raise ConfigError(f"rain_threshold must be positive, got {self.rain_threshold}")
+        object.__setattr__(self, "quantiles", q)
+
+    @property
+    def channels(self) -> int:
+        """Head channels: 1 (rate) + 1 (probability) + one per quantile."""
+        return 1 + int(self.probability) + len(self.quantiles)
+
+    def card_fields(self) -> dict[str, Any]:
+        """The model-card fields of these outputs."""
+        outputs = ("rate",) + ("probability",) * self.probability
+        outputs += ("quantiles",) * bool(self.quantiles)
+        return {
+            "outputs": outputs,
+            "rain_threshold": self.rain_threshold if self.probability else None,
+            "quantile_levels": self.quantiles,
+        }
+
+    def decode(self, raw: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Decode the raw head ``(N, K, H, W)``.
+
+        Returns:
+            ``z`` ``(N, H, W)``, ``logit`` ``(N, H, W)`` and ``zq`` ``(N, Q, H, W)`` (log1p
+            quantiles, non-decreasing along Q), as the spec has them.
+        """
+        out = {"z": F.softplus(raw[:, 0])}
+        first = 1
+        if self.probability:
+            out["logit"] = raw[:, 1]
+            first = 2
+        if self.quantiles:
+            out["zq"] = F.softplus(raw[:, first:]).cumsum(dim=1)
+        return out
+
+    def loss(
+        self, out: Mapping[str, torch.Tensor], rain: torch.Tensor, valid: torch.Tensor
+    ) -> torch.Tensor:
+        """Sum of the losses of every output over the valid pixels (see the module docstring)."""
+        total = rain_loss(out["z"], rain, valid)
+        mask = valid.to(rain.dtype)
+        n = mask.sum().clamp_min(1.0)
+        if self.probability:
+            target = (rain >= self.rain_threshold).to(rain.dtype)
+            bce = F.binary_cross_entropy_with_logits(out["logit"], target, reduction="none")
+            total = total + (bce * mask).sum() / n
+        if self.quantiles:
+            levels = torch.tensor(self.quantiles, device=rain.device, dtype=rain.dtype)
+            err = torch.log1p(rain)[:, None] - out["zq"]
+            pinball = torch.maximum(levels[:, None, None] * err, (levels[:, None, None] - 1) * err)
+            total = total + (pinball.mean(dim=1) * mask).sum() / n
+        return total
+
+
 class TorchRainModel(RainModel):
     """A registry model backed by an ``nn.Module`` (see the module docstring).
 
     Args:
-        card: The model card; ``parameters`` and ``flops_per_sample`` are filled in here.
-        net: Maps normalised ``(N, T, C, H, W)`` to ``z`` ``(N, H, W)``.
+        card: The model card; outputs, ``parameters`` and ``flops_per_sample`` are filled in.
+        net: Maps normalised ``(N, T, C, H, W)`` to raw head outputs ``(N, K, H, W)``.
         settings: Optimisation settings.
+        outputs: The head's outputs (``K = outputs.channels``).
     """
 
-    def __init__(self, card: ModelCard, net: nn.Module, settings: TrainSettings) -> None:
+    def __init__(
+        self,
+        card: ModelCard,
+        net: nn.Module,
+        settings: TrainSettings,
+        outputs: OutputSpec | None = None,
+    ) -> None:
         self.net = net
         self.settings = settings
+        self.outputs = outputs or OutputSpec()
         n_bands = len(card.bands)
         self.card = replace(
             card,
             trainable=True,
             parameters=sum(p.numel() for p in net.parameters()),
             flops_per_sample=count_flops(net, card.frames, n_bands),
+            **self.outputs.card_fields(),
         )
         self.mean = torch.zeros(n_bands)
         self.std = torch.ones(n_bands)
@@ -132,13 +237,22 @@ class TorchRainModel(RainModel):
         std = self.std.to(ir.device)[None, None, :, None, None]
         return (ir - mean) / std
 
+    def forward(self, ir: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Decoded outputs (``z``, ``logit``, ``zq``) of raw IR ``(N, T, C, H, W)`` in K."""
+        return self.outputs.decode(self.net(self._normalise(ir)))
+
+    def _dataset(self, store: Any, indices: Any) -> StoreDataset:
+        c = self.card
+        return StoreDataset(
+            store, indices, frames=c.frames, step=c.step, bands=c.bands, preload=True
+        )
+
     def fit(self, data: TrainData, *, seed: int, progress: bool = True) -> dict[str, Any]:
         """Train on ``data.train``, keep the epoch with the lowest loss on ``data.val``."""
         torch.manual_seed(seed)
         s = self.settings
-        kw: dict[str, Any] = {"frames": self.card.frames, "bands": self.card.bands, "preload": True}
-        train = StoreDataset(data.store, data.train, **kw)
-        val = StoreDataset(data.store, data.val, **kw)
+        train = self._dataset(data.store, data.train)
+        val = self._dataset(data.store, data.val)
         ir = train.preloaded()["ir"]
         self.mean = ir.mean(dim=(0, 1, 3, 4))
         self.std = ir.std(dim=(0, 1, 3, 4)).clamp_min(1e-3)
@@ -166,10 +280,8 @@ class TorchRainModel(RainModel):
             net.train()
             total, batches = 0.0, 0
             for batch in loader:
-                x = self._normalise(batch["ir"].to(self.device))
-                loss = rain_loss(
-                    net(x), batch["rain"].to(self.device), batch["valid"].to(self.device)
-                )
+                rain, valid = batch["rain"].to(self.device), batch["valid"].to(self.device)
+                loss = self.outputs.loss(self.forward(batch["ir"].to(self.device)), rain, valid)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -201,50 +313,55 @@ class TorchRainModel(RainModel):
 
     @torch.no_grad()
     def _evaluate_loss(self, data: StoreDataset) -> float:
+        """Validation loss, each batch weighted by its number of valid pixels."""
         self.net.eval()
-        loader = DataLoader(data, batch_size=64)
         total, weight = 0.0, 0.0
-        for batch in loader:
-            valid = batch["valid"].to(self.device)
-            z = self.net(self._normalise(batch["ir"].to(self.device)))
-            w = float(((1.0 + batch["rain"]).clamp_max(MAX_RAIN_WEIGHT) * batch["valid"]).sum())
-            total += float(rain_loss(z, batch["rain"].to(self.device), valid)) * w
+        for batch in DataLoader(data, batch_size=64):
+            rain, valid = batch["rain"].to(self.device), batch["valid"].to(self.device)
+            w = float(valid.sum())
+            total += (
+                float(self.outputs.loss(self.forward(batch["ir"].to(self.device)), rain, valid)) * w
+            )
             weight += w
         return total / max(weight, 1.0)
 
     @torch.no_grad()
-    def predict(self, ir: F32) -> F32:
-        """Rain rate in mm/h from IR ``(N, T, C, H, W)``."""
+    def predict_outputs(self, ir: F32) -> dict[str, F32]:
+        """Rate (mm/h), probability and quantiles (mm/h) from IR ``(N, T, C, H, W)``."""
         self.net.eval()
-        out = []
+        parts: dict[str, list[F32]] = {}
         for start in range(0, ir.shape[0], 64):
             x = torch.from_numpy(np.ascontiguousarray(ir[start : start + 64])).to(self.device)
-            out.append(torch.expm1(self.net(self._normalise(x))).clamp_min(0).cpu().numpy())
-        return np.concatenate(out).astype(np.float32)
+            out = self.forward(x)
+            decoded = {"rate": torch.expm1(out["z"]).clamp_min(0)}
+            if "logit" in out:
+                decoded["probability"] = torch.sigmoid(out["logit"])
+            if "zq" in out:
+                decoded["quantiles"] = torch.expm1(out["zq"]).clamp_min(0)
+            for key, value in decoded.items():
+                parts.setdefault(key, []).append(value.cpu().numpy().astype(np.float32))
+        return {k: np.concatenate(v) for k, v in parts.items()}
 
-    def save(self, path: Path) -> None:
-        """Save weights, normalisation and card (loadable with ``weights_only=True``)."""
-        payload = {
-            "state_dict": self.net.state_dict(),
-            "norm_mean": self.mean,
-            "norm_std": self.std,
-            "card": self.card.to_json(),
-            "settings": asdict(self.settings),
-        }
-        write_with(path, lambda tmp: torch.save(payload, tmp))
+    def predict(self, ir: F32) -> F32:
+        """Rain rate in mm/h ``(N, H, W)`` from IR ``(N, T, C, H, W)``."""
+        return self.predict_outputs(ir)["rate"]
 
-    def load(self, path: Path) -> None:
-        """Load what :meth:`save` wrote.
+    def state(self) -> dict[str, torch.Tensor]:
+        """Network weights (``net.*``) and the input normalisation."""
+        state = {f"net.{k}": v.detach().cpu() for k, v in self.net.state_dict().items()}
+        return {**state, "norm_mean": self.mean.cpu(), "norm_std": self.std.cpu()}
+
+    def load_state(self, state: Mapping[str, torch.Tensor]) -> None:
+        """Restore :meth:`state`.
 
         Raises:
-            ConfigError: The file was saved by another model.
+            ConfigError: Missing or extra tensors, or shapes that do not fit this network.
         """
-        payload = torch.load(path, map_location=self.device, weights_only=True)
-        if payload["card"]["name"] != self.card.name:
-            raise ConfigError(
-                f"{path}: holds model {payload['card']['name']!r}, not {self.card.name!r}"
-            )
-        self.net.load_state_dict(payload["state_dict"])
+        net_state = {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
+        try:
+            self.net.load_state_dict(net_state)
+        except RuntimeError as exc:
+            raise ConfigError(f"{self.card.name}: saved weights do not fit ({exc})") from None
         self.net.to(self.device)
-        self.mean = payload["norm_mean"]
-        self.std = payload["norm_std"]
+        self.mean = state["norm_mean"]
+        self.std = state["norm_std"]

@@ -1,5 +1,7 @@
-"""Every registered model: forward, backward, save/load, determinism (parametrized over the
-registry, so a new model is tested by registering it)."""
+"""Every registered model: fit, predict, backward, save/load, determinism, cards.
+
+Parametrized over the registry, so a new model is tested by registering it.
+"""
 
 from __future__ import annotations
 
@@ -10,115 +12,211 @@ import pytest
 import torch
 
 from qpebench.bands import DEFAULT_BANDS
-from qpebench.baselines.ir_formulas import auto_estimator_rate
+from qpebench.baselines.temporal import STEMS
+from qpebench.baselines.unet import UNet2d
 from qpebench.errors import ConfigError
-from qpebench.models import TrainData
+from qpebench.models import MODEL_FORMAT, RainModel, TrainData, build_model, load_model
 from qpebench.registry import MODELS, load_builtins
-from qpebench.training import TorchRainModel, TrainSettings
+from qpebench.training import OutputSpec, TorchRainModel, TrainSettings
 
 load_builtins()
 FRAMES = 4
 SMALL = TrainSettings(epochs=1, batch_size=8, patience=1, device="cpu")
+NAMES = MODELS.names()
+TORCH = [n for n in NAMES if "train" in inspect.signature(MODELS.get(n)).parameters]
 
 
-def build(name: str, seed: int = 0):
+def build(name: str, seed: int = 0, frames: int = FRAMES, **params) -> RainModel:
     torch.manual_seed(seed)
-    factory = MODELS.get(name)
-    kw = {"train": SMALL} if "train" in inspect.signature(factory).parameters else {}
-    return factory(frames=FRAMES, bands=DEFAULT_BANDS, **kw)
+    if name in TORCH:
+        params.setdefault("train", SMALL)
+    return build_model(name, frames=frames, bands=DEFAULT_BANDS, **params)
 
 
-def model_input(model, n=2, size=32, seed=0):
+def model_input(model: RainModel, n: int = 2, size: int = 32, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    return rng.uniform(200, 300, (n, model.card.frames, len(model.card.bands), size, size)).astype(
-        np.float32
-    )
+    shape = (n, model.card.frames, len(model.card.bands), size, size)
+    return rng.uniform(190, 300, shape).astype(np.float32)
 
 
-@pytest.mark.parametrize("name", MODELS.names())
-@pytest.mark.parametrize("size", [32, 30])
-def test_predict_shape_and_range(name, size):
-    model = build(name)
-    out = model.predict(model_input(model, size=size))
-    assert out.shape == (2, size, size) and out.dtype == np.float32
-    assert np.isfinite(out).all() and (out >= 0).all()
-    card = model.card.to_json()
-    assert card["name"] == name and card["frames"] >= 1 and card["causal"]
-
-
-@pytest.mark.parametrize(
-    "name", [n for n in MODELS.names() if isinstance(build(n), TorchRainModel)]
-)
-def test_torch_models_backward_save_load_and_seed(name, tmp_path):
-    model = build(name)
-    x = torch.from_numpy(model_input(model))
-    z = model.net(model._normalise(x))
-    assert z.shape == (2, 32, 32)
-    z.sum().backward()
-    grads = [p.grad for p in model.net.parameters()]
-    assert all(g is not None and torch.isfinite(g).all() for g in grads)
-    assert model.card.parameters == sum(p.numel() for p in model.net.parameters())
-    assert model.card.flops_per_sample > 1e6
-
-    model.mean = torch.arange(len(model.card.bands), dtype=torch.float32) + 250
-    model.save(tmp_path / "m.pt")
-    other = build(name, seed=1)
-    xin = model_input(model)
-    assert not np.allclose(other.predict(xin), model.predict(xin))
-    other.load(tmp_path / "m.pt")
-    np.testing.assert_array_equal(other.predict(xin), model.predict(xin))
-    twin = build(name)
-    for a, b in zip(
-        twin.net.state_dict().values(), build(name).net.state_dict().values(), strict=True
-    ):
-        assert torch.equal(a, b)
-
-
-def test_load_refuses_another_models_file(tmp_path):
-    build("static_cnn").save(tmp_path / "s.pt")
-    with pytest.raises(ConfigError, match="holds model 'static_cnn', not 'early_fusion'"):
-        build("early_fusion").load(tmp_path / "s.pt")
-
-
-def test_fit_is_deterministic_and_learns(tiny_store):
-    md = tiny_store.metadata
+def train_data(store) -> TrainData:
+    md = store.metadata
     eu = md["region"] == "europe"
-    data = TrainData(
-        tiny_store,
+    return TrainData(
+        store,
         np.flatnonzero(eu & (md["year"] <= 2022)),
         np.flatnonzero(eu & (md["year"] == 2023)),
     )
-    logs, preds = [], []
-    batch = tiny_store.read(np.flatnonzero(eu)[:4], frames=FRAMES)
-    for _ in range(2):
-        model = build("early_fusion")
-        logs.append(model.fit(data, seed=3, progress=False))
-        preds.append(model.predict(batch.ir))
-    # Same seed, same numbers: to float32 rounding (oneDNN's CPU kernels may differ in the last
-    # bits between calls inside one process; fresh processes have given identical records).
-    for a, b in zip(logs[0]["history"], logs[1]["history"], strict=True):
-        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
-        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-5)
-    np.testing.assert_allclose(preds[0], preds[1], rtol=1e-4, atol=1e-5)
-    assert logs[0]["n_train"] == data.train.size
-    # it learns: three epochs lower the training loss
-    model = MODELS.get("early_fusion")(
-        frames=FRAMES,
-        bands=DEFAULT_BANDS,
-        train=TrainSettings(epochs=3, batch_size=8, patience=3, device="cpu"),
-    )
-    history = model.fit(data, seed=3, progress=False)["history"]
-    assert history[-1]["train_loss"] < 0.9 * history[0]["train_loss"]
 
 
-def test_auto_estimator_formula():
-    # R = 1.1183e11 exp(-3.6382e-2 T^1.2), checked at 200, 220 and 250 K
-    t = np.array([200.0, 220.0, 250.0], np.float32)
-    expected = 1.1183e11 * np.exp(-3.6382e-2 * t.astype(np.float64) ** 1.2)
-    np.testing.assert_allclose(auto_estimator_rate(t), expected, rtol=1e-5)
-    assert 80 < expected[0] < 90 and expected[2] < 0.2
+@pytest.fixture(scope="module")
+def fitted(tiny_store):
+    """Each registered model fitted once on the tiny store's training region (seed 3)."""
+    cache: dict[str, RainModel] = {}
+
+    def get(name: str) -> RainModel:
+        if name not in cache:
+            model = build(name)
+            model.fit(train_data(tiny_store), seed=3, progress=False)
+            cache[name] = model
+        return cache[name]
+
+    return get
 
 
-def test_auto_estimator_needs_ir108():
-    with pytest.raises(ConfigError, match="needs band IR10.8"):
-        MODELS.get("auto_estimator")(frames=1, bands=["WV6.2"])
+@pytest.mark.parametrize("name", NAMES)
+def test_fit_predict_shape_range_and_card(name, fitted, tiny_store):
+    model = fitted(name)
+    for size in (32, 30):
+        out = model.predict(model_input(model, size=size))
+        assert out.shape == (2, size, size) and out.dtype == np.float32
+        assert np.isfinite(out).all() and (out >= 0).all()
+    card = model.card.to_json()
+    assert card["name"] == name and card["causal"] and card["outputs"][0] == "rate"
+    assert 1 <= card["frames"] <= FRAMES and set(card["bands"]) <= set(DEFAULT_BANDS)
+    assert card["step"] == 1 and card["parameters"] >= 0
+    if name != "zero_rain":
+        assert card["flops_per_sample"] > 0
+    # the runner reads exactly the card's input from the store
+    batch = tiny_store.read([0, 1], frames=model.card.frames, bands=model.card.bands)
+    assert model.predict(batch.ir).shape == (2, 32, 32)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_fit_is_deterministic_under_a_seed(name, fitted, tiny_store):
+    model = fitted(name)
+    again = build(name)  # the runner seeds torch before building, then fit() seeds the rest
+    again.fit(train_data(tiny_store), seed=3, progress=False)
+    x = model_input(model)
+    # torch: to float32 rounding (oneDNN's CPU kernels may differ in the last bits between
+    # calls inside one process; fresh processes have given identical records)
+    np.testing.assert_allclose(again.predict(x), model.predict(x), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_save_load_round_trip(name, fitted, tmp_path):
+    model = fitted(name)
+    model.save(tmp_path / "m.pt")
+    payload = torch.load(tmp_path / "m.pt", weights_only=True)
+    assert payload["format"] == MODEL_FORMAT and payload["card"] == model.card.to_json()
+    assert payload["config"]["frames"] == FRAMES
+    loaded = load_model(tmp_path / "m.pt")
+    assert type(loaded) is type(model) and loaded.card == model.card
+    x = model_input(model, seed=5)
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+    if model.card.trainable:  # a fresh model predicts something else
+        assert not np.array_equal(build(name, seed=1).predict(x), model.predict(x)) or (
+            name not in TORCH
+        )
+
+
+@pytest.mark.parametrize("name", TORCH)
+def test_torch_models_backward_and_seeded_init(name):
+    model = build(name)
+    assert isinstance(model, TorchRainModel)
+    twin, other = build(name).net.state_dict(), build(name, seed=1).net.state_dict()
+    for key, value in model.net.state_dict().items():
+        assert torch.equal(value, twin[key]), key
+    assert any(not torch.equal(v, other[k]) for k, v in twin.items() if v.is_floating_point())
+    z = model.forward(torch.from_numpy(model_input(model)))["z"]
+    assert z.shape == (2, 32, 32) and (z >= 0).all()
+    z.sum().backward()
+    for pname, p in model.net.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), pname
+    assert model.card.parameters == sum(p.numel() for p in model.net.parameters())
+    assert model.card.flops_per_sample > 1e6
+
+
+@pytest.mark.parametrize("name", sorted(STEMS))
+def test_probabilistic_outputs(name, tiny_store):
+    model = build(name, probability=True, rain_threshold=0.5, quantiles=[0.1, 0.5, 0.9])
+    assert model.card.outputs == ("rate", "probability", "quantiles")
+    assert model.card.quantile_levels == (0.1, 0.5, 0.9) and model.card.rain_threshold == 0.5
+    log = model.fit(train_data(tiny_store), seed=0, progress=False)
+    assert np.isfinite(log["best_val_loss"])
+    out = model.predict_outputs(model_input(model))
+    assert out["probability"].shape == (2, 32, 32) and out["quantiles"].shape == (2, 3, 32, 32)
+    assert ((out["probability"] >= 0) & (out["probability"] <= 1)).all()
+    assert (np.diff(out["quantiles"], axis=1) >= 0).all() and (out["quantiles"] >= 0).all()
+    np.testing.assert_array_equal(out["rate"], model.predict(model_input(model)))
+
+
+def test_output_losses_are_the_documented_ones():
+    spec = OutputSpec(probability=True, rain_threshold=1.0, quantiles=(0.25, 0.75))
+    raw = torch.randn(2, spec.channels, 4, 4)
+    rain = torch.rand(2, 4, 4) * 4
+    valid = torch.ones(2, 4, 4, dtype=torch.bool)
+    valid[0, 0, 0] = False
+    out = spec.decode(raw)
+    m = valid.float()
+    y = torch.log1p(rain)
+    w = (1 + rain).clamp_max(20) * m
+    rate = ((out["z"] - y) ** 2 * w).sum() / w.sum()
+    p = torch.sigmoid(raw[:, 1])
+    t = (rain >= 1.0).float()
+    bce = (-(t * torch.log(p) + (1 - t) * torch.log(1 - p)) * m).sum() / m.sum()
+    q1 = torch.nn.functional.softplus(raw[:, 2])
+    q2 = q1 + torch.nn.functional.softplus(raw[:, 3])
+    pin = 0.0
+    for level, q in ((0.25, q1), (0.75, q2)):
+        e = y - q
+        pin = pin + torch.where(e >= 0, level * e, (level - 1) * e)
+    pin = (pin / 2 * m).sum() / m.sum()
+    torch.testing.assert_close(spec.loss(out, rain, valid), rate + bce + pin)
+    for bad in ([0.5, 0.5], [0.0, 0.5], [0.9, 0.1]):
+        with pytest.raises(ConfigError, match="quantiles must increase strictly"):
+            OutputSpec(quantiles=tuple(bad))
+
+
+@pytest.mark.parametrize("name", sorted(STEMS))
+def test_param_budget_picks_the_closest_width(name):
+    model = build(name, param_budget=150_000)
+    width = model.net.decoder.enc1[0].out_channels
+    stem = sum(p.numel() for p in model.net.stem.parameters())
+    features = model.net.decoder.enc1[0].in_channels
+
+    def total(w: int) -> int:
+        return stem + sum(p.numel() for p in UNet2d(features, w).parameters())
+
+    assert model.card.parameters == total(width)
+    assert abs(total(width) - 150_000) <= min(abs(total(width + d) - 150_000) for d in (-1, 1))
+    assert abs(model.card.parameters - 150_000) < 0.08 * 150_000
+    with pytest.raises(ConfigError, match="param_budget=10 is below the smallest model"):
+        build(name, param_budget=10)
+
+
+def test_step_selects_frames_further_apart(tiny_store):
+    model = build("early_fusion", frames=2, step=3)
+    assert model.card.step == 3 and model.card.span == 4 and model.card.frames == 2
+    model.fit(train_data(tiny_store), seed=0, progress=False)
+    batch = tiny_store.read([0], frames=2, step=3)
+    full = tiny_store.read([0])
+    np.testing.assert_array_equal(batch.ir, full.ir[:, [0, 3]])
+    assert model.predict(batch.ir).shape == (1, 32, 32)
+
+
+def build_two(name: str, **params) -> RainModel:
+    return build_model(name, frames=2, bands=DEFAULT_BANDS, train=SMALL, **params)
+
+
+def test_load_refuses_other_files_and_mismatched_weights(tmp_path):
+    bad = tmp_path / "not-a-model.pt"
+    bad.write_bytes(b"hello")
+    with pytest.raises(ConfigError, match="not-a-model.pt: not a qpebench model file"):
+        load_model(bad)
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "plain.pt")
+    with pytest.raises(ConfigError, match="no 'qpebench-model' format tag"):
+        load_model(tmp_path / "plain.pt")
+    model = build_two("early_fusion")
+    model.save(tmp_path / "ef.pt")
+    payload = torch.load(tmp_path / "ef.pt", weights_only=True)
+    payload["format_version"] = 99
+    torch.save(payload, tmp_path / "v99.pt")
+    with pytest.raises(ConfigError, match="model file version 99"):
+        load_model(tmp_path / "v99.pt")
+    with pytest.raises(ConfigError, match="early_fusion: saved weights do not fit"):
+        build_model("early_fusion", frames=3, bands=DEFAULT_BANDS, train=SMALL).load_state(
+            payload["state"]
+        )
+    with pytest.raises(ConfigError, match=r"model early_fusion: \['depth'\] not accepted"):
+        build_two("early_fusion", depth=3)

@@ -81,7 +81,10 @@ def test_models_list_prints_cards(capsys):
     [
         ("models=[static_cn]", "unknown model 'static_cn'; did you mean 'static_cnn'?"),
         ("frames=0", "frames must be at least 1, got 0"),
-        ("frames=9", "frames=9 exceeds the 4 frames the data holds"),
+        ("frames=9", "frames=9 with step=1 span 9 stored frames; the data holds 4"),
+        ("step=2", "frames=4 with step=2 span 7 stored frames; the data holds 4"),
+        ("step=0", "step must be at least 1, got 0"),
+        ("param_budget=abc", "param_budget must be an integer, got 'abc'"),
         ("train.epochs=-1", "train.epochs must be at least 1, got -1"),
         ("split=europe_to_all", "unknown split config 'europe_to_all'"),
         ("bands=[IR10.8,IR3.9]", r"bands \['IR3.9'\] are not in the data"),
@@ -90,7 +93,10 @@ def test_models_list_prints_cards(capsys):
             "unknown synthetic region 'europa'; did you mean 'europe'",
         ),
         ("data.regions.europe.n_samples=0", "data.regions.europe.n_samples must be positive"),
-        ("+model_params.static_cnn.depth=3", r"model_params.static_cnn: \['depth'\] not accepted"),
+        (
+            "+model_params.static_cnn.depth=3",
+            r"model static_cnn: \['depth'\] not accepted; static_cnn takes \['width'",
+        ),
         ("model_params={static_cnn:{depth:3}}", "To append to your config use"),
         ("train.device=gpu", "train.device: 'gpu' is not a device"),
         ("train.weight_decay=-1", "train.weight_decay must be >= 0"),

@@ -92,6 +92,12 @@ def test_round_trip_random_access(tmp_path):
     last = store.read([1, 6], frames=1, bands=["IR12.0"])
     np.testing.assert_allclose(last.ir[:, 0, 0], ir[[1, 6], -1, 1], atol=0.0051)
     assert last.time.shape == (2, 1)
+    # every second frame back from the target: frames 0 and 2 of 3
+    stepped = store.read([1, 6], frames=2, step=2)
+    np.testing.assert_allclose(stepped.ir, ir[[1, 6]][:, [0, 2]], atol=0.0051)
+    full = store.read([1, 6])
+    np.testing.assert_array_equal(stepped.time, full.time[:, [0, 2]])
+    assert store.read([1], step=2).ir.shape[1] == 2
 
 
 def test_sample_follows_the_interface(tmp_path):
@@ -264,8 +270,12 @@ def test_writer_validates_every_sample(tmp_path):
 
 def test_read_arguments_are_checked(tmp_path):
     store = write_store(tmp_path / "s", [make_batch(3, 0)])
-    with pytest.raises(ConfigError, match="frames=4: the store holds 3"):
+    with pytest.raises(ConfigError, match="frames=4, step=1 span 4 stored frames: the store holds 3"):
         store.read([0], frames=4)
+    with pytest.raises(ConfigError, match="frames=2, step=3 span 4 stored frames"):
+        store.read([0], frames=2, step=3)
+    with pytest.raises(ConfigError, match="step must be a positive integer, got 0"):
+        store.read([0], step=0)
     with pytest.raises(UnknownNameError, match="unknown band in this store 'WV6.2'"):
         store.read([0], bands=["WV6.2"])
     with pytest.raises(IndexError):
