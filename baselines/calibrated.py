@@ -17,7 +17,6 @@ import torch
 
 from qpebench.errors import ConfigError
 from qpebench.models import F32, ModelCard, RainModel, TrainData
-
 from qpebench.registry import MODELS
 
 from .ir_formulas import (
@@ -25,6 +24,7 @@ from .ir_formulas import (
     PATCH_PIXELS,
     check_input,
     check_int,
+    check_positive,
     check_state,
     not_fitted_error,
     require_bands,
@@ -69,7 +69,8 @@ class PowerLaw(RainModel):
         """Fit ``ln A`` and ``B`` on the rainy valid pixels of ``data.train`` (``seed`` unused).
 
         Raises:
-            ConfigError: Fewer than two rainy pixels, or all at one temperature.
+            ConfigError: Fewer than two rainy pixels, all at one temperature, or a fit in which
+                rain grows with temperature (B ≤ 0).
         """
         start = time.perf_counter()
         n_valid = 0
@@ -88,9 +89,14 @@ class PowerLaw(RainModel):
                 f"power_law: needs rainy pixels (≥ {self.min_rain} mm/h) at two or more "
                 f"temperatures in the training set, found {int(n)}"
             )
-        slope = (sxy - sx * sy / n) / var_x
+        slope = float((sxy - sx * sy / n) / var_x)
+        if slope >= 0:
+            raise ConfigError(
+                f"power_law: the fit gives B = {-slope:.4g} <= 0 (rain growing with temperature) "
+                f"on {int(n)} rainy training pixels"
+            )
         self.b = -slope
-        self.log_a = sy / n - slope * sx / n
+        self.log_a = float(sy / n - slope * sx / n)
         return {
             "n_pixels": n_valid,
             "n_rain_pixels": int(n),
@@ -139,16 +145,20 @@ class ProbabilityMatching(RainModel):
     ``R(T) = F_R⁻¹(1 − F_T(T))`` (colder = more rain), with ``F_T`` and ``F_R`` the empirical
     distributions of the last frame's IR10.8 and of the rain rate over the valid training
     pixels, dry pixels included, so the predicted rain-area fraction equals the training one.
-    The relation is kept as ``quantiles`` matched pairs ``(T_q(p), R_q(1 − p))`` at evenly
-    spaced levels ``p`` and interpolated linearly in between (non-increasing in ``T``;
-    constant beyond the coldest and warmest training temperatures). References: Calheiros &
-    Zawadzki (1987), J. Climate Appl. Meteor. 26, 118–132 (the method, radar); Atlas, Rosenfeld
-    & Short (1990), J. Appl. Meteor. 29, 1120–1135 (probability matching); Rosenfeld, Wolff &
-    Atlas (1993), J. Appl. Meteor. 32, 50–72 (windowed PMM).
+    The relation is kept as ``quantiles`` matched pairs ``(T_q(p), R_q(1 − p))`` at the levels
+    ``p = (k + ½)/quantiles`` (the sample extremes are left out: the single coldest training
+    pixel would otherwise get the single largest rain rate) and interpolated linearly in between
+    (non-increasing in ``T``; constant beyond the outermost pairs).
+
+    References: Atlas, Rosenfeld & Wolff (1990), Climatologically tuned reflectivity-rain rate
+    relations and links to area-time integrals, J. Appl. Meteor. 29, 1120–1135 (the
+    probability matching method); Rosenfeld, Wolff & Atlas (1993), J. Appl. Meteor. 32, 50–72;
+    Kidd, Kniveton, Todd & Bellerby (2003), J. Hydrometeor. 4, 1088–1104 (IR brightness
+    temperature matched to rain-rate distributions).
 
     Args:
         step: The card's frame step (one frame is used).
-        quantiles: Matched pairs kept (levels ``0, 1/(q−1), …, 1``).
+        quantiles: Matched pairs kept.
     """
 
     def __init__(self, step: int, quantiles: int) -> None:
@@ -156,7 +166,7 @@ class ProbabilityMatching(RainModel):
             name="probability_matching",
             family="calibrated",
             description="R(T) = F_R⁻¹(1 − F_T(T)), T = Tb(10.8 µm), distributions of the "
-            "training set (Atlas, Rosenfeld & Short 1990)",
+            "training set (Atlas, Rosenfeld & Wolff 1990)",
             frames=1,
             bands=("IR10.8",),
             step=step,
@@ -171,16 +181,24 @@ class ProbabilityMatching(RainModel):
         self._lookup: tuple[F64, F64] | None = None
 
     def _set(self, tb_q: F64, rain_q: F64) -> None:
-        """Keep the matched pairs; ties in ``tb_q`` share their mean rain (strictly increasing
-        abscissae for a monotone interpolation)."""
+        """Keep the matched pairs and build the lookup.
+
+        Tied temperatures share their mean rain, so the lookup's abscissae strictly increase
+        and the interpolation stays monotone.
+        """
         self.tb_q, self.rain_q = tb_q, rain_q
         knots, group = np.unique(tb_q, return_inverse=True)
         values = np.bincount(group, weights=rain_q) / np.bincount(group)
         self._lookup = (knots, values)
 
     def fit(self, data: TrainData, *, seed: int, progress: bool = True) -> dict[str, Any]:
-        """Match the quantiles of IR10.8 and rain over the valid ``data.train`` pixels
-        (``seed`` unused: the quantiles are exact)."""
+        """Match the IR10.8 and rain quantiles of the valid ``data.train`` pixels.
+
+        ``seed`` is unused: the quantiles are exact.
+
+        Raises:
+            ConfigError: The training set has no valid pixel.
+        """
         start = time.perf_counter()
         tbs, rains = [], []
         for batch in training_blocks(data, self.card, progress=progress):
@@ -189,8 +207,9 @@ class ProbabilityMatching(RainModel):
         tb, rain = np.concatenate(tbs), np.concatenate(rains)
         if tb.size == 0:
             raise ConfigError("probability_matching: the training set has no valid pixel")
-        levels = np.linspace(0.0, 1.0, self.quantiles)
-        self._set(np.quantile(tb.astype(np.float64), levels), np.quantile(rain.astype(np.float64), 1.0 - levels))
+        levels = (np.arange(self.quantiles) + 0.5) / self.quantiles
+        tb_q = np.quantile(tb.astype(np.float64), levels)
+        self._set(tb_q, np.quantile(rain.astype(np.float64), 1.0 - levels))
         return {
             "n_pixels": int(tb.size),
             "wet_fraction": float((rain >= 0.1).mean()),
@@ -212,11 +231,16 @@ class ProbabilityMatching(RainModel):
         return np.interp(ir[:, -1, 0].astype(np.float64), knots, values).astype(np.float32)
 
     def state(self) -> dict[str, torch.Tensor]:
-        """The matched pairs: ``tb_quantiles`` (K, increasing) and ``rain_quantiles`` (mm/h,
-        non-increasing), float64 ``(quantiles,)``."""
+        """The matched pairs as float64 ``(quantiles,)`` tensors.
+
+        ``tb_quantiles`` in K (increasing) and ``rain_quantiles`` in mm/h (non-increasing).
+        """
         if self.tb_q is None or self.rain_q is None:
             return {}
-        return {"tb_quantiles": torch.from_numpy(self.tb_q), "rain_quantiles": torch.from_numpy(self.rain_q)}
+        return {
+            "tb_quantiles": torch.from_numpy(self.tb_q),
+            "rain_quantiles": torch.from_numpy(self.rain_q),
+        }
 
     def load_state(self, state: Mapping[str, torch.Tensor]) -> None:
         """Restore :meth:`state` (an empty state leaves the model unfitted).
@@ -231,9 +255,11 @@ class ProbabilityMatching(RainModel):
         check_state(self.card.name, state, {"tb_quantiles": q, "rain_quantiles": q})
         tb_q = state["tb_quantiles"].double().numpy()
         rain_q = state["rain_quantiles"].double().numpy()
-        if (np.diff(tb_q) < 0).any() or (np.diff(rain_q) > 0).any() or not np.isfinite(rain_q).all():
+        monotone = (np.diff(tb_q) >= 0).all() and (np.diff(rain_q) <= 0).all()
+        if not (monotone and np.isfinite(tb_q).all() and (rain_q >= 0).all()):
             raise ConfigError(
-                f"{self.card.name}: tb_quantiles must increase and rain_quantiles must not"
+                f"{self.card.name}: tb_quantiles must be finite and increase, rain_quantiles "
+                "must be non-negative and not increase"
             )
         self._set(tb_q, rain_q)
 
@@ -249,14 +275,13 @@ def power_law(frames: int, bands: Sequence[str], step: int = 1, min_rain: float 
         min_rain: Rain rate in mm/h from which a pixel enters the fit.
     """
     require_bands("power_law", bands, ["IR10.8"])
-    if isinstance(min_rain, bool) or not isinstance(min_rain, int | float) or not min_rain > 0:
-        raise ConfigError(f"power_law min_rain must be a positive number, got {min_rain!r}")
+    check_positive("power_law min_rain", min_rain)
     return PowerLaw(step, float(min_rain))
 
 
 @MODELS.register("probability_matching")
 def probability_matching(
-    frames: int, bands: Sequence[str], step: int = 1, quantiles: int = 1001
+    frames: int, bands: Sequence[str], step: int = 1, quantiles: int = 1000
 ) -> ProbabilityMatching:
     """Probability matching of IR10.8 to rain on the training set; needs IR10.8 (last frame).
 

@@ -1,8 +1,8 @@
 """Classical rain-rate formulas of the 10.8 µm brightness temperature (nothing fitted).
 
-Also the checks every classical baseline shares: :func:`require_bands` and :func:`check_int`
-for the factories, :func:`check_input` for ``predict``, :func:`check_state` for ``load_state``
-and :func:`not_fitted_error`.
+Also the checks every classical baseline shares: :func:`require_bands`, :func:`check_int` and
+:func:`check_positive` for the factories, :func:`check_input` for ``predict``,
+:func:`check_state` for ``load_state`` and :func:`not_fitted_error`.
 """
 
 from __future__ import annotations
@@ -50,6 +50,18 @@ def check_int(name: str, value: int, minimum: int) -> None:
         raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
+def check_positive(name: str, value: float, *, maximum: float = float("inf")) -> None:
+    """Check that ``value`` is a number in ``(0, maximum]``.
+
+    Raises:
+        ConfigError: It is not; the message names the parameter.
+    """
+    number = not isinstance(value, bool) and isinstance(value, int | float)
+    if not (number and 0 < value <= maximum):
+        what = f"a number in (0, {maximum}]" if maximum < float("inf") else "a positive number"
+        raise ConfigError(f"{name} must be {what}, got {value!r}")
+
+
 def check_input(card: ModelCard, ir: F32) -> None:
     """Check that ``ir`` is ``(N, card.frames, len(card.bands), H, W)``.
 
@@ -67,8 +79,9 @@ def check_input(card: ModelCard, ir: F32) -> None:
 def check_state(
     name: str, state: Mapping[str, torch.Tensor], shapes: Mapping[str, tuple[int, ...] | None]
 ) -> None:
-    """Check that ``state`` holds exactly the tensors ``shapes`` names, of those shapes
-    (``None``: any one-dimensional tensor).
+    """Check that ``state`` holds exactly the tensors ``shapes`` names, of those shapes.
+
+    A shape ``None`` stands for any one-dimensional tensor.
 
     Raises:
         ConfigError: A key is missing or extra, or a tensor has another shape.
@@ -77,8 +90,9 @@ def check_state(
         raise ConfigError(f"{name}: state has {sorted(state)}, expected {sorted(shapes)}")
     for key, shape in shapes.items():
         got = tuple(state[key].shape)
-        if got != shape if shape is not None else len(got) != 1:
-            raise ConfigError(f"{name}: state {key!r} has shape {got}, expected {shape or '(n,)'}")
+        if (len(got) != 1) if shape is None else (got != shape):
+            want = "(n,)" if shape is None else str(shape)
+            raise ConfigError(f"{name}: state {key!r} has shape {got}, expected {want}")
 
 
 def not_fitted_error(name: str) -> ConfigError:

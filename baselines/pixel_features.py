@@ -96,10 +96,9 @@ def _window_stats(tb: F32, window: int) -> tuple[F32, F32, F32]:
     centre = x.mean(dim=(2, 3), keepdim=True)
     xc = x - centre  # centred: the variance E[x²] − E[x]² keeps its precision
     pad = window // 2
-    kw = {"kernel_size": window, "stride": 1, "padding": pad}
-    minimum = -F.max_pool2d(-x, **kw)
-    mean = F.avg_pool2d(xc, count_include_pad=False, **kw)
-    mean_sq = F.avg_pool2d(xc * xc, count_include_pad=False, **kw)
+    minimum = -F.max_pool2d(-x, window, stride=1, padding=pad)
+    mean = F.avg_pool2d(xc, window, stride=1, padding=pad, count_include_pad=False)
+    mean_sq = F.avg_pool2d(xc * xc, window, stride=1, padding=pad, count_include_pad=False)
     std = (mean_sq - mean * mean).clamp_min(0).sqrt()
     return (
         minimum[:, 0].numpy().astype(np.float32),
@@ -137,7 +136,8 @@ def pixel_features(ir: F32, bands: Sequence[str], *, window: int = 5) -> tuple[l
     tb = last[:, pos[IR108]]
     columns = [last[:, i] for i in range(len(bands))]
     columns += _window_stats(tb, window)
-    columns += [last[:, pos[a]] - last[:, pos[b]] for a, b in BAND_DIFFERENCES if a in pos and b in pos]
+    pairs = [(pos[a], pos[b]) for a, b in BAND_DIFFERENCES if a in pos and b in pos]
+    columns += [last[:, i] - last[:, j] for i, j in pairs]
     if frames >= 2:
         columns.append(tb - ir[:, -2, pos[IR108]])
     features = np.stack(columns, axis=-1).reshape(-1, len(names))
@@ -145,8 +145,9 @@ def pixel_features(ir: F32, bands: Sequence[str], *, window: int = 5) -> tuple[l
 
 
 def training_blocks(data: TrainData, card: ModelCard, *, progress: bool) -> Iterator[SampleBatch]:
-    """The training samples ``data.train`` in blocks of ≤ :data:`TRAIN_BLOCK`, read as the card
-    says (its frames, step and bands).
+    """The training samples ``data.train`` in blocks of ≤ :data:`TRAIN_BLOCK` samples.
+
+    Each block is read as the card says: its frames, step and bands.
 
     Raises:
         ConfigError: The training set is empty.

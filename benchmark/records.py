@@ -48,6 +48,7 @@ PACKAGES = (
     "pyproj",
     "pandas",
     "scikit-learn",
+    "skops",
     "scipy",
     "hydra-core",
 )

@@ -180,6 +180,7 @@ def run_benchmark(cfg: RunConfig, log: Callable[[str], None] = print) -> RunResu
                 "dropped_by_buffer": split.dropped_by_buffer,
             },
             "model": model.card.to_json(),
+            "model_config": model.config,
             "metrics": metrics,
             "n_samples": sizes,
             "config": cfg.resolved,

@@ -270,7 +270,9 @@ def test_writer_validates_every_sample(tmp_path):
 
 def test_read_arguments_are_checked(tmp_path):
     store = write_store(tmp_path / "s", [make_batch(3, 0)])
-    with pytest.raises(ConfigError, match="frames=4, step=1 span 4 stored frames: the store holds 3"):
+    with pytest.raises(
+        ConfigError, match="frames=4, step=1 span 4 stored frames: the store holds 3"
+    ):
         store.read([0], frames=4)
     with pytest.raises(ConfigError, match="frames=2, step=3 span 4 stored frames"):
         store.read([0], frames=2, step=3)
