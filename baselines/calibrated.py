@@ -109,7 +109,7 @@ class PowerLaw(RainModel):
         """Rain rate from ``ir[:, -1, 0]`` (IR10.8).
 
         Raises:
-            ConfigError: The model is not fitted.
+            NotFittedError: The model is not fitted.
         """
         if self.log_a is None or self.b is None:
             raise not_fitted_error(self.card.name)
@@ -222,7 +222,7 @@ class ProbabilityMatching(RainModel):
         """Rain rate from ``ir[:, -1, 0]`` (IR10.8).
 
         Raises:
-            ConfigError: The model is not fitted.
+            NotFittedError: The model is not fitted.
         """
         if self._lookup is None:
             raise not_fitted_error(self.card.name)

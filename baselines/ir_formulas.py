@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
-from qpebench.errors import ConfigError, SampleValidationError
+from qpebench.errors import ConfigError, NotFittedError, SampleValidationError
 from qpebench.models import F32, ModelCard, RainModel
 from qpebench.registry import MODELS
 
@@ -95,9 +95,9 @@ def check_state(
             raise ConfigError(f"{name}: state {key!r} has shape {got}, expected {want}")
 
 
-def not_fitted_error(name: str) -> ConfigError:
+def not_fitted_error(name: str) -> NotFittedError:
     """The error ``predict`` raises on a trainable model that was neither fitted nor loaded."""
-    return ConfigError(
+    return NotFittedError(
         f"{name} is not fitted: call fit() first or load a saved model (qpebench.models.load_model)"
     )
 

@@ -199,7 +199,7 @@ class PixelEnsemble(RainModel):
         """Rain rate in mm/h ``(N, H, W)``: ``expm1`` of the ensemble, clipped at 0.
 
         Raises:
-            ConfigError: The model is not fitted.
+            NotFittedError: The model is not fitted.
             SampleValidationError: ``ir`` does not match the card's frames and bands.
         """
         if self.estimator is None:

@@ -47,6 +47,15 @@ def _parser() -> argparse.ArgumentParser:
     lst = models_sub.add_parser("list", help="print the model card of every registered model")
     lst.add_argument("--json", action="store_true", help="JSON instead of a table")
     lst.add_argument("pattern", nargs="?", default="*", help="shell pattern, e.g. 'conv4d*'")
+    lst.add_argument(
+        "-o",
+        "--override",
+        action="append",
+        default=[],
+        dest="overrides",
+        metavar="KEY=VALUE",
+        help="configuration override, as for run (e.g. -o param_budget=150000 -o frames=2)",
+    )
     board = sub.add_parser("leaderboard", help="leaderboard tables from result records")
     board_sub = board.add_subparsers(dest="action", required=True)
     render = board_sub.add_parser("render", help="Markdown from records (files or run dirs)")
@@ -181,23 +190,24 @@ def _summary_text(s: dict[str, Any]) -> str:
     return "\n".join(f"{k:<14}{v}" for k, v in rows)
 
 
-def _models_list(pattern: str, as_json: bool) -> None:
+def _models_list(pattern: str, as_json: bool, overrides: Sequence[str]) -> None:
     from qpebench.runner import build_configured
 
-    cfg = run_config(compose_config())
+    cfg = run_config(compose_config(list(overrides)))
     cards = [build_configured(name, cfg).card for name in MODELS.names(pattern)]
     if as_json:
         print(json.dumps([c.to_json() for c in cards], indent=2))
         return
-    header = (
-        f"{'name':<16} {'family':<11} {'frames':>6} {'bands':>5} {'params':>9} "
+    n = max([len(c.name) for c in cards] + [4])
+    print(
+        f"{'name':<{n}} {'family':<10} {'frames':>6} {'step':>4} {'bands':>5} {'params':>9} "
         f"{'MFLOP':>8} {'outputs':<7} description"
     )
-    print(header)
     for c in cards:
         print(
-            f"{c.name:<16} {c.family:<11} {c.frames:>6} {len(c.bands):>5} {c.parameters:>9,} "
-            f"{c.flops_per_sample / 1e6:>8.1f} {'+'.join(c.outputs):<7} {c.description}"
+            f"{c.name:<{n}} {c.family:<10} {c.frames:>6} {c.step:>4} {len(c.bands):>5} "
+            f"{c.parameters:>9,} {c.flops_per_sample / 1e6:>8.1f} {'+'.join(c.outputs):<7} "
+            f"{c.description}"
         )
 
 
@@ -237,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             store = make(cfg.data, cfg.cache_dir, progress=cfg.progress)
             print(f"{store.root}: {len(store)} samples, dataset version {store.dataset_version}")
         elif args.command == "models":
-            _models_list(args.pattern, args.json)
+            _models_list(args.pattern, args.json, args.overrides)
         elif args.command == "leaderboard":
             _render(args.paths, args.out)
         elif args.command == "store":

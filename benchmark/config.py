@@ -160,9 +160,13 @@ def run_config(cfg: DictConfig) -> RunConfig:
         models = [models]
     if not isinstance(models, list) or not models:
         raise ConfigError(f"models must be a non-empty list of names, got {models!r}")
-    for name in models:
-        if name not in MODELS:
-            raise UnknownNameError(unknown_name_message("model", str(name), MODELS.names()))
+    expanded: list[str] = []
+    for entry in models:
+        names = MODELS.names(str(entry)) if any(ch in str(entry) for ch in "*?[") else [entry]
+        if not names or names[0] not in MODELS:
+            raise UnknownNameError(unknown_name_message("model", str(entry), MODELS.names()))
+        expanded += [n for n in names if n not in expanded]
+    models = expanded
     params = resolved.get("model_params") or {}
     for name in params:
         if name not in models:

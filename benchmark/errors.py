@@ -57,6 +57,10 @@ class ConversionError(QpebenchError, ValueError):
     """
 
 
+class NotFittedError(QpebenchError, RuntimeError):
+    """A model that learns from data was asked to predict before ``fit`` or loading."""
+
+
 def unknown_name_message(kind: str, name: str, choices: Iterable[str]) -> str:
     """Build the message for an unknown name, with the choices and a close-match suggestion.
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from qpebench.bands import DEFAULT_BANDS
-from qpebench.errors import ConfigError, SampleValidationError
+from qpebench.errors import ConfigError, NotFittedError, SampleValidationError
 from qpebench.models import TrainData, build_model, load_model
 from qpebench.store import SampleBatch, SampleStoreWriter, StoreSpec, pack_tb, unpack_tb
 
@@ -178,7 +178,7 @@ def test_probability_matching_reproduces_the_training_distribution(tiny_store):
 
 def test_probability_matching_state_round_trip_and_checks(tiny_store, tmp_path):
     model = build_model("probability_matching", frames=4, bands=DEFAULT_BANDS, quantiles=50)
-    with pytest.raises(ConfigError, match="probability_matching is not fitted"):
+    with pytest.raises(NotFittedError, match="probability_matching is not fitted"):
         model.predict(tb_input([200.0]))
     model.fit(split(tiny_store), seed=0, progress=False)
     model.save(tmp_path / "pm.pt")
@@ -201,7 +201,7 @@ def test_probability_matching_state_round_trip_and_checks(tiny_store, tmp_path):
 def test_power_law_state_round_trip(tmp_path):
     store = power_law_store(tmp_path / "s")
     model = build_model("power_law", frames=1, bands=["IR10.8"])
-    with pytest.raises(ConfigError, match="power_law is not fitted: call fit"):
+    with pytest.raises(NotFittedError, match="power_law is not fitted: call fit"):
         model.predict(tb_input([200.0]))
     assert model.state() == {}
     model.fit(TrainData(store, np.arange(len(store)), np.arange(0)), seed=0, progress=False)

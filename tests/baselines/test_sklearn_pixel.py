@@ -13,7 +13,7 @@ import torch
 from qpebench.bands import DEFAULT_BANDS
 from qpebench.baselines.pixel_features import feature_names, pixel_features
 from qpebench.baselines.sklearn_pixel import ALLOWED_TYPES
-from qpebench.errors import ConfigError, SampleValidationError
+from qpebench.errors import ConfigError, NotFittedError, SampleValidationError
 from qpebench.models import TrainData, build_model, load_model
 
 SMALL = {
@@ -191,7 +191,7 @@ def test_untrusted_or_foreign_states_are_refused(models):
 def test_unfitted_and_bad_inputs():
     model = build_model("random_forest", frames=4, bands=DEFAULT_BANDS)
     ir = np.full((1, 2, len(DEFAULT_BANDS), 8, 8), 250.0, np.float32)
-    with pytest.raises(ConfigError, match="random_forest is not fitted: call fit"):
+    with pytest.raises(NotFittedError, match="random_forest is not fitted: call fit"):
         model.predict(ir)
     assert model.state() == {}
     assert model.card.flops_per_sample > 0 and model.card.parameters == 0

@@ -10,6 +10,7 @@ from qpebench.cli import main
 from qpebench.config import compose_config, run_config
 from qpebench.errors import ConfigError, UnknownNameError
 from qpebench.records import RecordError, load_record
+from qpebench.registry import MODELS
 
 
 def tiny_overrides(tmp_path, *extra):
@@ -74,6 +75,13 @@ def test_models_list_prints_cards(capsys):
     assert main(["models", "list", "--json", "static*"]) == 0
     cards = json.loads(capsys.readouterr().out)
     assert [c["name"] for c in cards] == ["static_cnn"] and cards[0]["parameters"] > 0
+    argv = ["models", "list", "--json", "-o", "param_budget=150000", "-o", "step=3", "-o"]
+    assert main([*argv, "frames=2", "conv4d*"]) == 0
+    cards = json.loads(capsys.readouterr().out)
+    assert [c["name"] for c in cards] == ["conv4d", "conv4d_factorized"]
+    for card in cards:
+        assert card["frames"] == 2 and card["step"] == 3
+        assert abs(card["parameters"] - 150_000) < 0.08 * 150_000
 
 
 @pytest.mark.parametrize(
@@ -122,6 +130,14 @@ def test_corrupt_store_gives_one_clear_line(tmp_path, capsys):
     assert "shard-00001.h5: shard is truncated or altered" in err
     err = one_error_line(capsys, ["store", "verify", str(store_dir)])
     assert "truncated" in err
+
+
+def test_models_accept_shell_patterns():
+    cfg = run_config(compose_config(["models=[static_cnn,'conv4d*',early_fusion,'static*']"]))
+    assert cfg.models == ("static_cnn", "conv4d", "conv4d_factorized", "early_fusion")
+    assert len(run_config(compose_config(["models=['*']"])).models) == len(MODELS)
+    with pytest.raises(UnknownNameError, match="unknown model 'lstm\\*'"):
+        run_config(compose_config(["models=['lstm*']"]))
 
 
 def test_config_api_errors():
