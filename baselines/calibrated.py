@@ -16,13 +16,12 @@ import numpy.typing as npt
 import torch
 
 from qpebench.errors import ConfigError
-from qpebench.models import F32, ModelCard, RainModel, TrainData
+from qpebench.models import F32, ModelCard, RainModel, TrainData, check_input
 from qpebench.registry import MODELS
 
 from .ir_formulas import (
     AE_EXPONENT,
     PATCH_PIXELS,
-    check_input,
     check_int,
     check_positive,
     check_state,
@@ -130,13 +129,18 @@ class PowerLaw(RainModel):
         """Restore :meth:`state` (an empty state leaves the model unfitted).
 
         Raises:
-            ConfigError: Keys or shapes differ.
+            ConfigError: Keys or shapes differ, or the values are not a decreasing power law.
         """
         if not state:
             self.log_a = self.b = None
             return
         check_state(self.card.name, state, {"log_a": (), "b": ()})
-        self.log_a, self.b = float(state["log_a"]), float(state["b"])
+        log_a, b = float(state["log_a"]), float(state["b"])
+        if not (math.isfinite(log_a) and math.isfinite(b) and b > 0):
+            raise ConfigError(
+                f"{self.card.name}: saved ln A = {log_a}, B = {b}: need finite, B > 0"
+            )
+        self.log_a, self.b = log_a, b
 
 
 class ProbabilityMatching(RainModel):

@@ -24,6 +24,8 @@ zero padding of the band and space axes is done inside ``conv3d`` (no padded cop
 from __future__ import annotations
 
 import math
+import numbers
+import operator
 from typing import Literal
 
 import torch
@@ -36,11 +38,18 @@ Size4 = int | tuple[int, int, int, int]
 PaddingMode = Literal["zeros", "reflect", "replicate", "circular"]
 
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def _four(value: Size4, name: str) -> tuple[int, int, int, int]:
-    out = (value,) * 4 if isinstance(value, int) else tuple(value)
-    if len(out) != 4 or not all(isinstance(v, int) for v in out):
+    items: list[object] = (
+        [value] * 4 if _is_int(value) else list(value) if isinstance(value, tuple | list) else []
+    )
+    if len(items) != 4 or not all(_is_int(v) for v in items):
         raise ConfigError(f"Conv4d: {name} must be an int or a 4-tuple of ints, got {value!r}")
-    return (int(out[0]), int(out[1]), int(out[2]), int(out[3]))
+    a, b, c, d = (operator.index(v) for v in items if isinstance(v, numbers.Integral))
+    return (a, b, c, d)
 
 
 def _pad_indices(length: int, pad: int, mode: PaddingMode, device: torch.device) -> torch.Tensor:
@@ -165,12 +174,17 @@ class Conv4d(nn.Module):
             raise ConfigError(
                 f"Conv4d expects (N, {self.in_channels}, T, B, H, W), got {tuple(x.shape)}"
             )
+        for axis, length in enumerate(x.shape[2:]):
+            p, k, d = self.padding[axis], self.kernel_size[axis], self.dilation[axis]
+            if length + 2 * p < d * (k - 1) + 1:
+                raise ConfigError(
+                    f"Conv4d: input {tuple(x.shape)} is too small on axis {'TBHW'[axis]}: "
+                    f"{length} + 2·{p} padding < the dilated kernel {d * (k - 1) + 1}"
+                )
         x, space_padding = self._pad(x)
-        n, c, t, b, h, w = x.shape
+        n, c, _, b, h, w = x.shape
         kt, st, dt = self.kernel_size[0], self.stride[0], self.dilation[0]
         span = dt * (kt - 1) + 1
-        if t < span:
-            raise ConfigError(f"Conv4d: time axis of {t} (padded) is shorter than the kernel")
         # The kT frames of each output step as a view (N, C, T', B, H, W, kT): ``unfold`` takes
         # windows of the dilated span every ``st`` frames; its backward adds overlapping windows.
         windows = x.unfold(2, span, st)[..., ::dt]

@@ -1,8 +1,8 @@
 """Classical rain-rate formulas of the 10.8 µm brightness temperature (nothing fitted).
 
 Also the checks every classical baseline shares: :func:`require_bands`, :func:`check_int` and
-:func:`check_positive` for the factories, :func:`check_input` for ``predict``,
-:func:`check_state` for ``load_state`` and :func:`not_fitted_error`.
+:func:`check_positive` for the factories, :func:`check_state` for ``load_state`` and
+:func:`not_fitted_error` (``predict`` checks its input with :func:`qpebench.models.check_input`).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
-from qpebench.errors import ConfigError, NotFittedError, SampleValidationError
-from qpebench.models import F32, ModelCard, RainModel
+from qpebench.errors import ConfigError, NotFittedError
+from qpebench.models import F32, ModelCard, RainModel, check_input
 from qpebench.registry import MODELS
 
 #: Auto-Estimator (Vicente, Scofield & Menzel 1998, BAMS 79:1883): R = A·exp(−B·T^1.2), mm/h.
@@ -60,20 +60,6 @@ def check_positive(name: str, value: float, *, maximum: float = float("inf")) ->
     if not (number and 0 < value <= maximum):
         what = f"a number in (0, {maximum}]" if maximum < float("inf") else "a positive number"
         raise ConfigError(f"{name} must be {what}, got {value!r}")
-
-
-def check_input(card: ModelCard, ir: F32) -> None:
-    """Check that ``ir`` is ``(N, card.frames, len(card.bands), H, W)``.
-
-    Raises:
-        SampleValidationError: The shape does not match the card.
-    """
-    expected = (card.frames, len(card.bands))
-    if ir.ndim != 5 or tuple(ir.shape[1:3]) != expected:
-        raise SampleValidationError(
-            f"{card.name} takes IR (N, T={card.frames}, C={len(card.bands)}, H, W) with bands "
-            f"{list(card.bands)}, got shape {tuple(ir.shape)}"
-        )
 
 
 def check_state(

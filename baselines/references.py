@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from qpebench.models import F32, ModelCard, RainModel
+from qpebench.models import F32, ModelCard, RainModel, check_input
 from qpebench.registry import MODELS
 
 
@@ -25,6 +25,7 @@ class ZeroRain(RainModel):
 
     def predict(self, ir: F32) -> F32:
         """Zeros of shape ``(N, H, W)``."""
+        check_input(self.card, ir)
         n, _, _, h, w = ir.shape
         return np.zeros((n, h, w), np.float32)
 

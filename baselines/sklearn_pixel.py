@@ -30,12 +30,11 @@ from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestRegresso
 from threadpoolctl import threadpool_limits
 
 from qpebench.errors import ConfigError
-from qpebench.models import F32, ModelCard, RainModel, TrainData
+from qpebench.models import F32, ModelCard, RainModel, TrainData, check_input
 from qpebench.registry import MODELS
 
 from .ir_formulas import (
     PATCH_PIXELS,
-    check_input,
     check_int,
     check_positive,
     check_state,
@@ -249,7 +248,10 @@ class PixelEnsemble(RainModel):
                 f"{name}: the saved estimator holds untrusted types {refused}; refused to load "
                 f"(allowed beyond skops defaults: {list(ALLOWED_TYPES)})"
             )
-        estimator = skops.io.loads(data, trusted=list(ALLOWED_TYPES))
+        try:
+            estimator = skops.io.loads(data, trusted=list(ALLOWED_TYPES))
+        except Exception as exc:  # a damaged file passes the type audit but fails to build
+            raise ConfigError(f"{name}: the saved estimator cannot be loaded ({exc})") from None
         expected = type(self.make(0))
         if type(estimator) is not expected:
             raise ConfigError(

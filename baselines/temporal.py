@@ -204,7 +204,8 @@ def budget_width(stem: nn.Module, features: int, outputs: int, budget: int) -> i
     fixed = _parameters(stem)
 
     def total(width: int) -> int:
-        return fixed + _parameters(UNet2d(features, width, outputs))
+        with torch.device("meta"):  # shapes only: no memory, no initialisation
+            return fixed + _parameters(UNet2d(features, width, outputs))
 
     if total(1) > budget:
         raise ConfigError(f"param_budget={budget} is below the smallest model ({total(1)})")

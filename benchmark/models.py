@@ -25,7 +25,7 @@ import numpy.typing as npt
 import torch
 
 from qpebench.atomic import write_with
-from qpebench.errors import ConfigError
+from qpebench.errors import ConfigError, SampleValidationError
 from qpebench.registry import MODELS, load_builtins
 from qpebench.store import SampleStore
 
@@ -85,6 +85,20 @@ class ModelCard:
     def span(self) -> int:
         """Stored frames the input covers: ``step · (frames − 1) + 1``."""
         return self.step * (self.frames - 1) + 1
+
+
+def check_input(card: ModelCard, ir: F32) -> None:
+    """Check that ``ir`` is ``(N, card.frames, len(card.bands), H, W)``.
+
+    Raises:
+        SampleValidationError: The shape does not match the card.
+    """
+    expected = (card.frames, len(card.bands))
+    if ir.ndim != 5 or tuple(ir.shape[1:3]) != expected:
+        raise SampleValidationError(
+            f"{card.name} takes IR (N, T={card.frames}, C={len(card.bands)}, H, W) with bands "
+            f"{list(card.bands)}, got shape {tuple(ir.shape)}"
+        )
 
 
 @dataclass(frozen=True)
@@ -167,20 +181,29 @@ def _plain(value: Any) -> Any:
 def build_model(
     name: str, *, frames: int, bands: Sequence[str], step: int = 1, **params: Any
 ) -> RainModel:
-    """Instantiate registry model ``name``; its ``config`` records the arguments.
+    """Instantiate registry model ``name``; its ``config`` records every factory argument.
+
+    The config holds the defaults too, so a saved model is rebuilt as it was even if a default
+    changes later.
 
     Raises:
-        ConfigError: ``params`` names an argument the model does not take.
+        ConfigError: ``frames`` or ``step`` below 1, or ``params`` names an argument the model
+            does not take.
     """
+    for key, value in (("frames", frames), ("step", step)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"model {name}: {key} must be a positive integer, got {value!r}")
     load_builtins()
     factory: Callable[..., RainModel] = MODELS.get(name)
-    accepted = inspect.signature(factory).parameters
-    unknown = [k for k in params if k not in accepted]
+    signature = inspect.signature(factory)
+    unknown = [k for k in params if k not in signature.parameters]
     if unknown:
-        allowed = [k for k in accepted if k not in ("frames", "bands", "step")]
+        allowed = [k for k in signature.parameters if k not in ("frames", "bands", "step")]
         raise ConfigError(f"model {name}: {unknown} not accepted; {name} takes {allowed}")
-    model = factory(frames=frames, bands=list(bands), step=step, **params)
-    model.config = _plain({"frames": frames, "bands": list(bands), "step": step, **params})
+    arguments = signature.bind(frames=frames, bands=list(bands), step=step, **params)
+    arguments.apply_defaults()
+    model = factory(**arguments.arguments)
+    model.config = _plain(arguments.arguments)
     return model
 
 
@@ -192,7 +215,8 @@ def load_model(path: str | Path, *, device: str | None = None) -> RainModel:
         device: Overrides the saved ``train.device`` of torch models (e.g. ``"cpu"``).
 
     Raises:
-        ConfigError: Not a qpebench model file, or one of another format version.
+        ConfigError: Not a qpebench model file, one of another format version, one missing a
+            part, or one whose rebuilt model card differs from the saved card.
     """
     path = Path(path)
     try:
@@ -201,6 +225,9 @@ def load_model(path: str | Path, *, device: str | None = None) -> RainModel:
         raise ConfigError(f"{path}: not a qpebench model file ({exc})") from None
     if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
         raise ConfigError(f"{path}: not a qpebench model file (no {MODEL_FORMAT!r} format tag)")
+    missing = [k for k in ("format_version", "card", "config", "state") if k not in payload]
+    if missing:
+        raise ConfigError(f"{path}: model file lacks {missing}")
     if payload["format_version"] != MODEL_FORMAT_VERSION:
         raise ConfigError(
             f"{path}: model file version {payload['format_version']}, this qpebench reads "
@@ -208,7 +235,16 @@ def load_model(path: str | Path, *, device: str | None = None) -> RainModel:
         )
     config = dict(payload["config"])
     if device is not None and "train" in config:
-        config["train"] = {**config["train"], "device": device}
+        config["train"] = {**(config["train"] or {}), "device": device}
     model = build_model(payload["card"]["name"], **config)
-    model.load_state(payload["state"])
+    try:
+        model.load_state(payload["state"])
+    except KeyError as exc:
+        raise ConfigError(f"{path}: model state lacks {exc}") from None
+    card = model.card.to_json()
+    differ = sorted(k for k in card if card[k] != payload["card"].get(k))
+    if differ:
+        raise ConfigError(
+            f"{path}: the rebuilt {model.card.name} differs from the saved card in {differ}"
+        )
     return model

@@ -11,7 +11,7 @@ import inspect
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +80,7 @@ def build_configured(name: str, cfg: RunConfig) -> RainModel:
     """Instantiate registry model ``name`` for the configured input and parameters.
 
     ``train`` and ``param_budget`` go to the models that take them; ``model_params.<name>``
-    overrides both.
+    overrides them (``model_params.<name>.train`` setting by setting).
 
     Raises:
         ConfigError: ``model_params`` names an argument the model does not take.
@@ -91,7 +91,10 @@ def build_configured(name: str, cfg: RunConfig) -> RainModel:
         params["train"] = cfg.train
     if "param_budget" in accepted and cfg.param_budget is not None:
         params["param_budget"] = cfg.param_budget
-    params.update(cfg.model_params.get(name, {}))
+    own = dict(cfg.model_params.get(name, {}))
+    if isinstance(own.get("train"), dict) and "train" in accepted:
+        own["train"] = {**asdict(cfg.train), **own["train"]}  # override single settings
+    params.update(own)
     return build_model(name, frames=cfg.frames, bands=cfg.bands, step=cfg.step, **params)
 
 

@@ -18,8 +18,10 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -31,8 +33,8 @@ from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
 
-from qpebench.errors import ConfigError
-from qpebench.models import F32, ModelCard, RainModel, TrainData
+from qpebench.errors import ConfigError, NotFittedError
+from qpebench.models import F32, ModelCard, RainModel, TrainData, check_input
 from qpebench.torchdata import StoreDataset
 
 
@@ -46,8 +48,13 @@ class TrainSettings:
     weight_decay: float = 1e-4
     patience: int = 4
     device: str = "auto"
+    deterministic: bool = True
 
     def __post_init__(self) -> None:
+        if not isinstance(self.deterministic, bool):
+            raise ConfigError(
+                f"train.deterministic must be true or false, got {self.deterministic!r}"
+            )
         for key in ("epochs", "batch_size", "patience"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int):
@@ -200,6 +207,22 @@ class OutputSpec:
         return total
 
 
+@contextmanager
+def deterministic_kernels(enabled: bool) -> Iterator[None]:
+    """Use only deterministic torch kernels inside the block (restored after)."""
+    previous = torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark
+    if enabled:
+        # cuBLAS needs a fixed workspace for deterministic results (read when CUDA starts)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(enabled)
+    torch.backends.cudnn.benchmark = not enabled
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous[0])
+        torch.backends.cudnn.benchmark = previous[1]
+
+
 class TorchRainModel(RainModel):
     """A registry model backed by an ``nn.Module`` (see the module docstring).
 
@@ -231,6 +254,7 @@ class TorchRainModel(RainModel):
         self.mean = torch.zeros(n_bands)
         self.std = torch.ones(n_bands)
         self.device = resolve_device(settings.device)
+        self.fitted = False
 
     def _normalise(self, ir: torch.Tensor) -> torch.Tensor:
         mean = self.mean.to(ir.device)[None, None, :, None, None]
@@ -248,9 +272,23 @@ class TorchRainModel(RainModel):
         )
 
     def fit(self, data: TrainData, *, seed: int, progress: bool = True) -> dict[str, Any]:
-        """Train on ``data.train``, keep the epoch with the lowest loss on ``data.val``."""
-        torch.manual_seed(seed)
+        """Train on ``data.train``, keep the epoch with the lowest loss on ``data.val``.
+
+        With ``train.deterministic`` (the default) torch uses deterministic kernels only (on CUDA
+        this also fixes cuBLAS's workspace), so the same seed gives the same weights.
+
+        Raises:
+            ConfigError: The training or the validation set is empty.
+        """
+        for key, indices in (("training", data.train), ("validation", data.val)):
+            if len(indices) == 0:
+                raise ConfigError(f"{self.card.name}: the {key} set is empty")
+        with deterministic_kernels(self.settings.deterministic):
+            return self._fit(data, seed=seed, progress=progress)
+
+    def _fit(self, data: TrainData, *, seed: int, progress: bool) -> dict[str, Any]:
         s = self.settings
+        torch.manual_seed(seed)
         train = self._dataset(data.store, data.train)
         val = self._dataset(data.store, data.val)
         ir = train.preloaded()["ir"]
@@ -301,6 +339,7 @@ class TorchRainModel(RainModel):
                 if stale >= s.patience:
                     break
         net.load_state_dict(best_state)
+        self.fitted = True
         return {
             "history": history,
             "best_val_loss": best,
@@ -327,7 +366,18 @@ class TorchRainModel(RainModel):
 
     @torch.no_grad()
     def predict_outputs(self, ir: F32) -> dict[str, F32]:
-        """Rate (mm/h), probability and quantiles (mm/h) from IR ``(N, T, C, H, W)``."""
+        """Rate (mm/h), probability and quantiles (mm/h) from IR ``(N, T, C, H, W)``.
+
+        Raises:
+            NotFittedError: Neither fitted nor loaded.
+            SampleValidationError: ``ir`` does not have the card's frames and bands.
+        """
+        if not self.fitted:
+            raise NotFittedError(
+                f"{self.card.name} is not fitted: call fit() first or load a saved model "
+                "(qpebench.models.load_model)"
+            )
+        check_input(self.card, ir)
         self.net.eval()
         parts: dict[str, list[F32]] = {}
         for start in range(0, ir.shape[0], 64):
@@ -365,3 +415,4 @@ class TorchRainModel(RainModel):
         self.net.to(self.device)
         self.mean = state["norm_mean"]
         self.std = state["norm_std"]
+        self.fitted = True

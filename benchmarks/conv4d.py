@@ -7,8 +7,9 @@ output frame, a sum over the kernel's time offsets of ``conv3d`` calls (bias add
 compute the same function — checked before timing). Layers: the first (batch 8, 1 → 16
 channels, T = 4, B = 8 bands, 64 × 64, kernel 3⁴, padding 1) and a hidden one (16 → 16, same
 shape). Times are medians of ``repeats`` forward + backward passes after a warm-up; GFLOP/s
-counts 2 · MACs of the forward pass × 3 (forward + the two backward products); the fp32 matmul
-peak is measured in the same run (4096² matrices).
+counts 2 · MACs of the forward pass × 3 (forward + the two backward products; × 2 on the first
+layer, whose input needs no gradient); the fp32 matmul peak is measured in the same run (4096²
+matrices). On CUDA, TF32 is switched off so that both sides and the peak are plain fp32.
 """
 
 from __future__ import annotations
@@ -77,6 +78,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
     torch.manual_seed(0)
     peak = matmul_peak(args.device, args.repeats)
     threads = torch.get_num_threads()
@@ -94,7 +97,9 @@ def main() -> None:
             partial(_step, partial(loop_conv4d, conv=conv), x, conv), args.repeats, args.device
         )
         macs = 8 * 16 * 4 * 8 * 64 * 64 * cin * 3**4
-        gflops = 3 * 2 * macs / ours / 1e9
+        # forward + weight gradient (+ input gradient where the input needs one: not at 1 → 16)
+        passes = 3 if x.requires_grad else 2
+        gflops = passes * 2 * macs / ours / 1e9
         print(
             f"{name:<10} {loop:>8.3f} {ours:>9.3f} {loop / ours:>7.2f}× {gflops:>8.1f} "
             f"{gflops / peak:>8.2f}"

@@ -139,3 +139,15 @@ def test_bad_arguments():
         Conv4d(4, 8, 3)(torch.zeros(1, 3, 4, 4, 4, 4))
     with pytest.raises(ConfigError, match="reflect padding 2"):
         Conv4d(1, 1, 1, padding=2, padding_mode="reflect")(torch.zeros(1, 1, 2, 3, 3, 3))
+    with pytest.raises(ConfigError, match="4-tuple"):
+        Conv4d(4, 8, True)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"too small on axis H: 2 \+ 2·0 padding < the dilated"):
+        Conv4d(1, 1, 3)(torch.zeros(1, 1, 3, 3, 2, 3))
+    with pytest.raises(ConfigError, match="too small on axis T: 2 "):
+        Conv4d(1, 1, (2, 1, 1, 1), dilation=(2, 1, 1, 1))(torch.zeros(1, 1, 2, 2, 2, 2))
+
+
+def test_numpy_integers_are_sizes():
+    conv = Conv4d(np.int64(2), 4, np.int64(3), padding=(1, np.int64(1), 1, 1))
+    assert conv.kernel_size == (3, 3, 3, 3) and conv.padding == (1, 1, 1, 1)
+    assert conv(torch.zeros(1, 2, 2, 2, 2, 2)).shape == (1, 4, 2, 2, 2, 2)

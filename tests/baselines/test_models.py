@@ -14,7 +14,7 @@ import torch
 from qpebench.bands import DEFAULT_BANDS
 from qpebench.baselines.temporal import STEMS
 from qpebench.baselines.unet import UNet2d
-from qpebench.errors import ConfigError
+from qpebench.errors import ConfigError, NotFittedError, SampleValidationError
 from qpebench.models import MODEL_FORMAT, RainModel, TrainData, build_model, load_model
 from qpebench.registry import MODELS, load_builtins
 from qpebench.training import OutputSpec, TorchRainModel, TrainSettings
@@ -82,6 +82,49 @@ def test_fit_predict_shape_range_and_card(name, fitted, tiny_store):
     assert model.predict(batch.ir).shape == (2, 32, 32)
 
 
+class SpyStore:
+    """A store that records every read."""
+
+    def __init__(self, store):
+        self.store = store
+        self.reads = []
+
+    def read(self, indices, **kw):
+        self.reads.append((np.asarray(indices), kw))
+        return self.store.read(indices, **kw)
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if build(n).card.trainable])
+def test_fit_reads_only_training_and_validation_samples(name, tiny_store):
+    data = train_data(tiny_store)
+    spy = SpyStore(tiny_store)
+    model = build(name, frames=3, step=1) if name in TORCH else build(name)
+    model.fit(TrainData(spy, data.train, data.val), seed=0, progress=False)
+    read = np.concatenate([idx for idx, _ in spy.reads])
+    assert set(read) <= set(data.train) | set(data.val) and set(data.train) <= set(read)
+    for _, kw in spy.reads:
+        assert kw["frames"] == model.card.frames and kw["step"] == model.card.step
+        assert list(kw["bands"]) == list(model.card.bands)
+    if isinstance(model, TorchRainModel):  # normalisation from the training set alone
+        c = model.card
+        ir = tiny_store.read(data.train, frames=c.frames, step=c.step, bands=c.bands).ir
+        np.testing.assert_allclose(model.mean, ir.mean(axis=(0, 1, 3, 4)), rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_predict_checks_the_input(name, fitted):
+    model = fitted(name)
+    wrong = np.full((1, model.card.frames + 1, len(model.card.bands), 8, 8), 250, np.float32)
+    with pytest.raises(SampleValidationError, match=f"{name} takes IR"):
+        model.predict(wrong)
+    if model.card.trainable:
+        with pytest.raises(NotFittedError, match=f"{name} is not fitted"):
+            build(name).predict(model_input(model))
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_fit_is_deterministic_under_a_seed(name, fitted, tiny_store):
     model = fitted(name)
@@ -104,8 +147,9 @@ def test_save_load_round_trip(name, fitted, tmp_path):
     assert type(loaded) is type(model) and loaded.card == model.card
     x = model_input(model, seed=5)
     np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
-    if name in TORCH:  # a fresh network predicts something else
-        assert not np.array_equal(build(name, seed=1).predict(x), model.predict(x))
+    if name in TORCH:  # the weights came from the file, not from the seeded initialisation
+        fresh = build(name, seed=1).state()
+        assert any(not torch.equal(v, fresh[k]) for k, v in loaded.state().items())
 
 
 @pytest.mark.parametrize("name", TORCH)
@@ -186,11 +230,15 @@ def test_param_budget_picks_the_closest_width(name):
 def test_step_selects_frames_further_apart(tiny_store):
     model = build("early_fusion", frames=2, step=3)
     assert model.card.step == 3 and model.card.span == 4 and model.card.frames == 2
-    model.fit(train_data(tiny_store), seed=0, progress=False)
-    batch = tiny_store.read([0], frames=2, step=3)
-    full = tiny_store.read([0])
-    np.testing.assert_array_equal(batch.ir, full.ir[:, [0, 3]])
-    assert model.predict(batch.ir).shape == (1, 32, 32)
+    spy = SpyStore(tiny_store)
+    data = train_data(tiny_store)
+    model.fit(TrainData(spy, data.train, data.val), seed=0, progress=False)
+    assert {kw["step"] for _, kw in spy.reads} == {3}
+    # the normalisation saw frames 0 and 3 of each training sample
+    full = tiny_store.read(data.train).ir[:, [0, 3]]
+    np.testing.assert_allclose(model.mean, full.mean(axis=(0, 1, 3, 4)), rtol=1e-5)
+    with pytest.raises(ConfigError, match="model early_fusion: step must be a positive integer"):
+        build("early_fusion", step=0)
 
 
 def build_two(name: str, **params) -> RainModel:
