@@ -9,6 +9,7 @@ import pytest
 from qpebench.cli import main
 from qpebench.config import compose_config, run_config
 from qpebench.errors import ConfigError, UnknownNameError
+from qpebench.models import load_model
 from qpebench.records import RecordError, load_record
 from qpebench.registry import MODELS
 
@@ -42,12 +43,14 @@ def test_run_end_to_end_is_reproducible(tmp_path, capsys):
     assert "| early_fusion |" in out and "ΔCSI@1 OOD−ID" in out
     runs = sorted((tmp_path / "runs").iterdir())
     records = [load_record(p) for p in sorted((runs[0] / "records").glob("*.json"))]
-    assert {r["model"]["name"] for r in records} == {
-        "zero_rain",
-        "auto_estimator",
-        "static_cnn",
-        "early_fusion",
-    }
+    default_models = set(run_config(compose_config()).models)
+    assert {r["model"]["name"] for r in records} == default_models
+    # every trained model's file rebuilds it from the registry with the recorded card and config
+    for record in records:
+        if record["model"]["trainable"]:
+            model = load_model(runs[0] / "models" / f"{record['model']['name']}.pt")
+            assert model.card.to_json() == record["model"]
+            assert model.config == record["model_config"]
     rec = records[0]
     assert set(rec["metrics"]) == {
         "id_test",
