@@ -39,6 +39,8 @@ bench: $(VENV)/.installed
 	$(BIN)/python -P benchmarks/synthetic_build.py
 	$(BIN)/python -P benchmarks/radar_read.py
 	$(BIN)/python -P benchmarks/colocate.py
+	$(BIN)/python -P benchmarks/conv4d.py
+	$(BIN)/python -P benchmarks/metrics.py
 	bash benchmarks/demo_fresh_clone.sh
 
 clean:
