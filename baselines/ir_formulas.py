@@ -7,7 +7,7 @@ Also the checks every classical baseline shares: :func:`require_bands`, :func:`c
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -99,64 +99,56 @@ def gpi_rate(tb_k: F32) -> F32:
     return np.where(tb_k < GPI_THRESHOLD_K, GPI_RATE_MM_H, 0.0).astype(np.float32)
 
 
-class AutoEstimator(RainModel):
-    """The Auto-Estimator power law on the last frame's IR10.8 band (no fitted parameter).
+class IRFormula(RainModel):
+    """A fixed formula of the last frame's IR10.8 brightness temperature (nothing fitted).
 
-    Reference: Vicente, G. A., Scofield, R. A. and Menzel, W. P. (1998), The operational GOES
-    infrared rainfall estimation technique, Bull. Amer. Meteor. Soc. 79, 1883–1898.
+    Args:
+        card: The model card (frames 1, bands ``("IR10.8",)``).
+        rate: Rain rate in mm/h from Tb in K.
     """
 
-    def __init__(self, step: int) -> None:
-        self.card = ModelCard(
-            name="auto_estimator",
-            family="ir_formula",
-            description="R = 1.1183e11·exp(−3.6382e−2·T^1.2), T = Tb(10.8 µm) (Vicente 1998)",
-            frames=1,
-            bands=("IR10.8",),
-            step=step,
-            flops_per_sample=4 * PATCH_PIXELS,
-        )
+    def __init__(self, card: ModelCard, rate: Callable[[F32], F32]) -> None:
+        self.card = card
+        self.rate = rate
 
     def predict(self, ir: F32) -> F32:
         """Rain rate from ``ir[:, -1, 0]`` (the runner passes IR10.8 only)."""
         check_input(self.card, ir)
-        return auto_estimator_rate(ir[:, -1, 0])
+        return self.rate(ir[:, -1, 0])
 
 
-class GPI(RainModel):
-    """The GOES Precipitation Index: a fixed rate under cold cloud tops (no fitted parameter).
+def _formula_card(name: str, description: str, step: int, ops_per_pixel: int) -> ModelCard:
+    return ModelCard(
+        name=name,
+        family="ir_formula",
+        description=description,
+        frames=1,
+        bands=("IR10.8",),
+        step=step,
+        flops_per_sample=ops_per_pixel * PATCH_PIXELS,
+    )
+
+
+@MODELS.register("auto_estimator")
+def auto_estimator(frames: int, bands: Sequence[str], step: int = 1) -> IRFormula:
+    """The Auto-Estimator; needs IR10.8 among the configured bands (uses the last frame).
+
+    Reference: Vicente, G. A., Scofield, R. A. and Menzel, W. P. (1998), The operational GOES
+    infrared rainfall estimation technique, Bull. Amer. Meteor. Soc. 79, 1883–1898.
+    """
+    require_bands("auto_estimator", bands, ["IR10.8"])
+    description = "R = 1.1183e11·exp(−3.6382e−2·T^1.2), T = Tb(10.8 µm) (Vicente 1998)"
+    return IRFormula(_formula_card("auto_estimator", description, step, 4), auto_estimator_rate)
+
+
+@MODELS.register("gpi")
+def gpi(frames: int, bands: Sequence[str], step: int = 1) -> IRFormula:
+    """The GOES Precipitation Index; needs IR10.8 among the configured bands (last frame).
 
     Reference: Arkin, P. A. and Meisner, B. N. (1987), The relationship between large-scale
     convective rainfall and cold cloud over the Western Hemisphere during 1982–84, Mon. Wea.
     Rev. 115, 51–74.
     """
-
-    def __init__(self, step: int) -> None:
-        self.card = ModelCard(
-            name="gpi",
-            family="ir_formula",
-            description="R = 3 mm/h where Tb(10.8 µm) < 235 K, else 0 (Arkin & Meisner 1987)",
-            frames=1,
-            bands=("IR10.8",),
-            step=step,
-            flops_per_sample=PATCH_PIXELS,
-        )
-
-    def predict(self, ir: F32) -> F32:
-        """Rain rate from ``ir[:, -1, 0]`` (the runner passes IR10.8 only)."""
-        check_input(self.card, ir)
-        return gpi_rate(ir[:, -1, 0])
-
-
-@MODELS.register("auto_estimator")
-def auto_estimator(frames: int, bands: Sequence[str], step: int = 1) -> AutoEstimator:
-    """The Auto-Estimator; needs IR10.8 among the configured bands (uses the last frame)."""
-    require_bands("auto_estimator", bands, ["IR10.8"])
-    return AutoEstimator(step)
-
-
-@MODELS.register("gpi")
-def gpi(frames: int, bands: Sequence[str], step: int = 1) -> GPI:
-    """The GOES Precipitation Index; needs IR10.8 among the configured bands (last frame)."""
     require_bands("gpi", bands, ["IR10.8"])
-    return GPI(step)
+    description = "R = 3 mm/h where Tb(10.8 µm) < 235 K, else 0 (Arkin & Meisner 1987)"
+    return IRFormula(_formula_card("gpi", description, step, 1), gpi_rate)

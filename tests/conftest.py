@@ -47,3 +47,19 @@ def tiny_store(tmp_path_factory: pytest.TempPathFactory):
     return build_synthetic_store(
         root, regions=TINY_REGIONS, patch_size=32, shard_size=16, progress=False
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_split(tiny_store):
+    """The tiny store's training data: Europe 2021–2022 to train, 2023 to select on."""
+    import numpy as np
+
+    from qpebench.models import TrainData
+
+    md = tiny_store.metadata
+    eu = md["region"] == "europe"
+    return TrainData(
+        tiny_store,
+        np.flatnonzero(eu & (md["year"] <= 2022)),
+        np.flatnonzero(eu & (md["year"] == 2023)),
+    )

@@ -30,16 +30,6 @@ def tb_input(values, frames=1, bands=1):
     return np.broadcast_to(row, (1, frames, bands, 1, row.size)).copy()
 
 
-def split(store):
-    md = store.metadata
-    eu = md["region"] == "europe"
-    return TrainData(
-        store,
-        np.flatnonzero(eu & (md["year"] <= 2022)),
-        np.flatnonzero(eu & (md["year"] == 2023)),
-    )
-
-
 def power_law_store(root, n=6, hw=8, a=A_TRUE, b=B_TRUE):
     """A store whose rain is exactly A·exp(−B·T^1.2) of its (packed) IR10.8, with a few invalid
     and dry pixels."""
@@ -153,8 +143,8 @@ def test_power_law_refuses_unfittable_data(tmp_path):
 # --- probability matching -----------------------------------------------------------------
 
 
-def test_probability_matching_reproduces_the_training_distribution(tiny_store):
-    data = split(tiny_store)
+def test_probability_matching_reproduces_the_training_distribution(tiny_split, tiny_store):
+    data = tiny_split
     model = build_model("probability_matching", frames=4, bands=DEFAULT_BANDS)
     log = model.fit(data, seed=0, progress=False)
     batch = tiny_store.read(data.train, frames=1, bands=["IR10.8"])
@@ -176,11 +166,11 @@ def test_probability_matching_reproduces_the_training_distribution(tiny_store):
     assert (card.family, card.trainable, card.parameters) == ("calibrated", True, 2000)
 
 
-def test_probability_matching_state_round_trip_and_checks(tiny_store, tmp_path):
+def test_probability_matching_state_round_trip_and_checks(tiny_split, tiny_store, tmp_path):
     model = build_model("probability_matching", frames=4, bands=DEFAULT_BANDS, quantiles=50)
     with pytest.raises(NotFittedError, match="probability_matching is not fitted"):
         model.predict(tb_input([200.0]))
-    model.fit(split(tiny_store), seed=0, progress=False)
+    model.fit(tiny_split, seed=0, progress=False)
     model.save(tmp_path / "pm.pt")
     loaded = load_model(tmp_path / "pm.pt")
     x = tb_input(np.linspace(190, 300, 200))
@@ -229,11 +219,13 @@ class SpyStore:
 @pytest.mark.parametrize(
     "name", ["power_law", "probability_matching", "gradient_boosting", "random_forest"]
 )
-def test_fit_reads_only_training_samples_as_the_card_says(tiny_store, monkeypatch, name):
+def test_fit_reads_only_training_samples_as_the_card_says(
+    tiny_split, tiny_store, monkeypatch, name
+):
     import qpebench.baselines.pixel_features as pf
 
     monkeypatch.setattr(pf, "TRAIN_BLOCK", 7)
-    data = split(tiny_store)
+    data = tiny_split
     spy = SpyStore(tiny_store)
     params = {"max_iter": 5} if name == "gradient_boosting" else {}
     params |= {"n_estimators": 2} if name == "random_forest" else {}

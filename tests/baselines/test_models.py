@@ -39,25 +39,15 @@ def model_input(model: RainModel, n: int = 2, size: int = 32, seed: int = 0) -> 
     return rng.uniform(190, 300, shape).astype(np.float32)
 
 
-def train_data(store) -> TrainData:
-    md = store.metadata
-    eu = md["region"] == "europe"
-    return TrainData(
-        store,
-        np.flatnonzero(eu & (md["year"] <= 2022)),
-        np.flatnonzero(eu & (md["year"] == 2023)),
-    )
-
-
 @pytest.fixture(scope="module")
-def fitted(tiny_store):
+def fitted(tiny_split):
     """Each registered model fitted once on the tiny store's training region (seed 3)."""
     cache: dict[str, RainModel] = {}
 
     def get(name: str) -> RainModel:
         if name not in cache:
             model = build(name)
-            model.fit(train_data(tiny_store), seed=3, progress=False)
+            model.fit(tiny_split, seed=3, progress=False)
             cache[name] = model
         return cache[name]
 
@@ -98,8 +88,8 @@ class SpyStore:
 
 
 @pytest.mark.parametrize("name", [n for n in NAMES if build(n).card.trainable])
-def test_fit_reads_only_training_and_validation_samples(name, tiny_store):
-    data = train_data(tiny_store)
+def test_fit_reads_only_training_and_validation_samples(tiny_split, name, tiny_store):
+    data = tiny_split
     spy = SpyStore(tiny_store)
     model = build(name, frames=3, step=1) if name in TORCH else build(name)
     model.fit(TrainData(spy, data.train, data.val), seed=0, progress=False)
@@ -126,10 +116,10 @@ def test_predict_checks_the_input(name, fitted):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_fit_is_deterministic_under_a_seed(name, fitted, tiny_store):
+def test_fit_is_deterministic_under_a_seed(tiny_split, name, fitted, tiny_store):
     model = fitted(name)
     again = build(name)  # the runner seeds torch before building, then fit() seeds the rest
-    again.fit(train_data(tiny_store), seed=3, progress=False)
+    again.fit(tiny_split, seed=3, progress=False)
     x = model_input(model)
     # torch: to float32 rounding (oneDNN's CPU kernels may differ in the last bits between
     # calls inside one process; fresh processes have given identical records)
@@ -170,11 +160,11 @@ def test_torch_models_backward_and_seeded_init(name):
 
 
 @pytest.mark.parametrize("name", sorted(STEMS))
-def test_probabilistic_outputs(name, tiny_store):
+def test_probabilistic_outputs(tiny_split, name, tiny_store):
     model = build(name, probability=True, rain_threshold=0.5, quantiles=[0.1, 0.5, 0.9])
     assert model.card.outputs == ("rate", "probability", "quantiles")
     assert model.card.quantile_levels == (0.1, 0.5, 0.9) and model.card.rain_threshold == 0.5
-    log = model.fit(train_data(tiny_store), seed=0, progress=False)
+    log = model.fit(tiny_split, seed=0, progress=False)
     assert np.isfinite(log["best_val_loss"])
     out = model.predict_outputs(model_input(model))
     assert out["probability"].shape == (2, 32, 32) and out["quantiles"].shape == (2, 3, 32, 32)
@@ -227,11 +217,11 @@ def test_param_budget_picks_the_closest_width(name):
         build(name, param_budget=10)
 
 
-def test_step_selects_frames_further_apart(tiny_store):
+def test_step_selects_frames_further_apart(tiny_split, tiny_store):
     model = build("early_fusion", frames=2, step=3)
     assert model.card.step == 3 and model.card.span == 4 and model.card.frames == 2
     spy = SpyStore(tiny_store)
-    data = train_data(tiny_store)
+    data = tiny_split
     model.fit(TrainData(spy, data.train, data.val), seed=0, progress=False)
     assert {kw["step"] for _, kw in spy.reads} == {3}
     # the normalisation saw frames 0 and 3 of each training sample

@@ -13,7 +13,7 @@ import torch
 from qpebench.bands import DEFAULT_BANDS
 from qpebench.baselines.pixel_features import feature_names, pixel_features
 from qpebench.errors import ConfigError, NotFittedError, SampleValidationError
-from qpebench.models import TrainData, build_model, load_model
+from qpebench.models import build_model, load_model
 
 SMALL = {
     "gradient_boosting": {"max_iter": 30, "max_pixels": 15_000},
@@ -22,30 +22,20 @@ SMALL = {
 ENSEMBLES = sorted(SMALL)
 
 
-def split(store):
-    md = store.metadata
-    eu = md["region"] == "europe"
-    return TrainData(
-        store,
-        np.flatnonzero(eu & (md["year"] <= 2022)),
-        np.flatnonzero(eu & (md["year"] == 2023)),
-    )
-
-
 def id_test(store):
     md = store.metadata
     return np.flatnonzero((md["region"] == "europe") & (md["year"] == 2024))
 
 
-def fitted(name, store, seed=0, **kw):
+def fitted(name, data, seed=0, **kw):
     model = build_model(name, frames=4, bands=DEFAULT_BANDS, **{**SMALL[name], **kw})
-    log = model.fit(split(store), seed=seed, progress=False)
+    log = model.fit(data, seed=seed, progress=False)
     return model, log
 
 
 @pytest.fixture(scope="module")
-def models(tiny_store):
-    return {name: fitted(name, tiny_store) for name in ENSEMBLES}
+def models(tiny_split):
+    return {name: fitted(name, tiny_split) for name in ENSEMBLES}
 
 
 # --- features -----------------------------------------------------------------------------
@@ -143,10 +133,10 @@ def test_ensembles_beat_zero_rain_on_id_pixels(tiny_store, models, name):
 
 
 @pytest.mark.parametrize("name", ENSEMBLES)
-def test_same_seed_same_predictions(tiny_store, models, name):
+def test_same_seed_same_predictions(tiny_store, tiny_split, models, name):
     batch = tiny_store.read(id_test(tiny_store)[:4], frames=2)
-    again, _ = fitted(name, tiny_store, seed=0)
-    other, _ = fitted(name, tiny_store, seed=1)
+    again, _ = fitted(name, tiny_split, seed=0)
+    other, _ = fitted(name, tiny_split, seed=1)
     reference = models[name][0].predict(batch.ir)
     np.testing.assert_array_equal(again.predict(batch.ir), reference)
     assert not np.array_equal(other.predict(batch.ir), reference)
