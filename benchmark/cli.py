@@ -58,9 +58,26 @@ def _parser() -> argparse.ArgumentParser:
     )
     board = sub.add_parser("leaderboard", help="leaderboard tables from result records")
     board_sub = board.add_subparsers(dest="action", required=True)
-    render = board_sub.add_parser("render", help="Markdown from records (files or run dirs)")
+    render = board_sub.add_parser(
+        "render", help="tables, plots and pages from records (files or run dirs)"
+    )
     render.add_argument("paths", nargs="+", type=Path)
-    render.add_argument("--out", type=Path, help="write here instead of printing")
+    render.add_argument(
+        "--out", type=Path, help="write the files to this folder instead of printing Markdown"
+    )
+    render.add_argument(
+        "--format",
+        default="md,csv,tex,html",
+        help="with --out: comma-separated formats among md, csv, tex, html (default: all)",
+    )
+    render.add_argument("--title", help="page title (default: the split name)")
+    pred = sub.add_parser(
+        "evaluate-predictions",
+        help="score a CF netCDF of predicted rain rates against a truth file (docs/predictions.md)",
+    )
+    pred.add_argument("--pred", type=Path, required=True, help="predictions (rain_rate, mm/h)")
+    pred.add_argument("--truth", type=Path, required=True, help="truth on the same grid and times")
+    pred.add_argument("--json", action="store_true", help="JSON instead of text")
     store = sub.add_parser("store", help="sample store tools")
     store_sub = store.add_subparsers(dest="action", required=True)
     verify = store_sub.add_parser("verify", help="check shard checksums against the manifest")
@@ -211,20 +228,20 @@ def _models_list(pattern: str, as_json: bool, overrides: Sequence[str]) -> None:
         )
 
 
-def _render(paths: Sequence[Path], out: Path | None) -> None:
-    from qpebench.atomic import write_bytes_atomic
-    from qpebench.leaderboard import leaderboard_markdown
+def _render(paths: Sequence[Path], out: Path | None, formats: str, title: str | None) -> None:
+    from qpebench.leaderboard import leaderboard_markdown, render
 
     files: list[Path] = []
     for p in paths:
         files.extend(sorted((p / "records").glob("*.json")) if p.is_dir() else [p])
     if not files:
         raise RecordError(f"no result record in {[str(p) for p in paths]}")
-    text = leaderboard_markdown([load_record(f) for f in files])
+    records = [load_record(f) for f in files]
     if out is None:
-        print(text)
-    else:
-        write_bytes_atomic(out, text.encode("utf-8"))
+        print(leaderboard_markdown(records, title))
+        return
+    for fmt, path in render(records, out, [f.strip() for f in formats.split(",")], title).items():
+        print(f"{fmt}: {path}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -249,7 +266,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "models":
             _models_list(args.pattern, args.json, args.overrides)
         elif args.command == "leaderboard":
-            _render(args.paths, args.out)
+            _render(args.paths, args.out, args.format, args.title)
+        elif args.command == "evaluate-predictions":
+            from qpebench.predictions import evaluate_predictions, format_report
+
+            scored = evaluate_predictions(args.pred, args.truth)
+            print(
+                json.dumps(scored, indent=2, allow_nan=False)
+                if args.json
+                else format_report(scored)
+            )
         elif args.command == "store":
             SampleStore(args.store).verify()
             print(f"{args.store}: every shard matches the manifest")

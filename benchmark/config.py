@@ -24,6 +24,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from qpebench.bands import validate_bands
 from qpebench.errors import ConfigError, UnknownNameError, unknown_name_message
+from qpebench.evaluation import EvalSettings
 from qpebench.registry import DATASETS, MODELS, load_builtins
 from qpebench.splits import SplitSpec
 from qpebench.training import TrainSettings
@@ -114,7 +115,8 @@ class RunConfig:
     step: int
     param_budget: int | None
     bands: tuple[str, ...]
-    seed: int
+    seeds: tuple[int, ...]
+    evaluation: EvalSettings
     progress: bool
     cache_dir: Path
     runs_dir: Path
@@ -141,7 +143,19 @@ def run_config(cfg: DictConfig) -> RunConfig:
     except OmegaConfBaseException as exc:
         raise ConfigError(f"cannot resolve the configuration: {exc}") from None
     frames = _int(cfg, "frames", 1)
-    seed = _int(cfg, "seed", 0)
+    seeds = resolved.get("seeds")
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        seeds = [seeds]
+    if (
+        not isinstance(seeds, list)
+        or not seeds
+        or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds)
+        or len(set(seeds)) != len(seeds)
+    ):
+        raise ConfigError(
+            f"seeds must be a non-empty list of distinct integers >= 0, got {seeds!r}"
+        )
+    evaluation = EvalSettings.from_mapping(dict(resolved.get("evaluation") or {}))
     data = dict(resolved["data"])
     step = _int(cfg, "step", 1)
     stored_frames = _int(cfg, "data.frames", 1)
@@ -195,7 +209,8 @@ def run_config(cfg: DictConfig) -> RunConfig:
         step=step,
         param_budget=param_budget,
         bands=bands,
-        seed=seed,
+        seeds=tuple(seeds),
+        evaluation=evaluation,
         progress=progress,
         cache_dir=Path(paths["cache"]),
         runs_dir=Path(paths["runs"]),

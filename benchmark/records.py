@@ -1,28 +1,38 @@
 """Result records: one JSON file per (run, model), schema-versioned, validated on write and load.
 
-A record carries the metrics of every test set, the model card, the full configuration, the
-dataset version, the seed, and the provenance (code version and commit with a dirty flag,
-package versions, hardware, runtime). Records are written atomically and never overwritten.
+A record carries the metrics of every test set (pooled, per stratum, with day-block bootstrap
+intervals, paired comparisons with the other models of its run, curves and one example map), the
+model card, the full configuration, the dataset version, the seed, and the provenance (code version
+and commit with a dirty flag, package versions, hardware, runtime). Records are written atomically
+and never overwritten. Version 1 records (no strata, intervals, curves, examples, comparisons)
+still load.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import math
 import os
 import platform
 import subprocess
+import zlib
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+import numpy.typing as npt
 
 from qpebench import __version__
 from qpebench.atomic import write_json_atomic
 from qpebench.errors import QpebenchError
 
 SCHEMA = "qpebench-result"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 REQUIRED: dict[str, type | tuple[type, ...]] = {
     "schema": str,
     "schema_version": int,
@@ -38,6 +48,14 @@ REQUIRED: dict[str, type | tuple[type, ...]] = {
     "training": dict,
     "provenance": dict,
     "runtime_s": dict,
+}
+#: Keys version 2 adds.
+REQUIRED_V2: dict[str, type | tuple[type, ...]] = {
+    "intervals": dict,
+    "strata": dict,
+    "curves": dict,
+    "examples": dict,
+    "paired": dict,
 }
 PACKAGES = (
     "qpebench",
@@ -58,6 +76,49 @@ class RecordError(QpebenchError, ValueError):
     """A result record does not follow the schema."""
 
 
+def _check_scores(source: str, where: str, scores: Any) -> None:
+    if not isinstance(scores, dict):
+        raise RecordError(f"{source}: {where} must map metric names to numbers")
+    for name, value in scores.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise RecordError(f"{source}: {where}[{name!r}] = {value!r} is not a number")
+
+
+def _check_v2(record: dict[str, Any], source: str) -> None:
+    test_sets = set(record["metrics"])
+    for key in REQUIRED_V2:
+        extra = set(record[key]) - test_sets
+        if extra:
+            raise RecordError(f"{source}: {key} names test sets {sorted(extra)} without metrics")
+    for test_set, intervals in record["intervals"].items():
+        for metric, ci in intervals.items():
+            ok = ci is None or (
+                isinstance(ci, list)
+                and len(ci) == 2
+                and all(isinstance(v, int | float) for v in ci)
+                and ci[0] <= ci[1]
+            )
+            if not ok:
+                raise RecordError(f"{source}: intervals[{test_set!r}][{metric!r}] = {ci!r}")
+    for test_set, by_column in record["strata"].items():
+        for column, by_value in by_column.items():
+            if not isinstance(by_value, dict):
+                raise RecordError(f"{source}: strata[{test_set!r}][{column!r}] must be a mapping")
+            for value, scores in by_value.items():
+                _check_scores(source, f"strata[{test_set!r}][{column!r}][{value!r}]", scores)
+    for test_set, example in record["examples"].items():
+        for key in ("ir108", "truth", "pred"):
+            decode_field(example.get(key), f"{source}: examples[{test_set!r}][{key!r}]")
+    for test_set, others in record["paired"].items():
+        for other, by_metric in others.items():
+            for metric, test in by_metric.items():
+                if not isinstance(test, dict) or not {"diff", "ci", "p_value"} <= set(test):
+                    raise RecordError(
+                        f"{source}: paired[{test_set!r}][{other!r}][{metric!r}] needs diff, ci "
+                        "and p_value"
+                    )
+
+
 def validate_record(record: dict[str, Any], source: str = "record") -> dict[str, Any]:
     """Check a record's schema, keys and types.
 
@@ -66,25 +127,71 @@ def validate_record(record: dict[str, Any], source: str = "record") -> dict[str,
     """
     if record.get("schema") != SCHEMA:
         raise RecordError(f"{source}: not a {SCHEMA} record (schema={record.get('schema')!r})")
-    if record.get("schema_version") != SCHEMA_VERSION:
+    version = record.get("schema_version")
+    if version not in READABLE_VERSIONS:
         raise RecordError(
-            f"{source}: schema version {record.get('schema_version')!r}, expected {SCHEMA_VERSION}"
+            f"{source}: schema version {version!r}, expected one of {list(READABLE_VERSIONS)}"
         )
-    for key, kind in REQUIRED.items():
+    required = {**REQUIRED, **(REQUIRED_V2 if version >= 2 else {})}
+    for key, kind in required.items():
         if key not in record:
             raise RecordError(f"{source}: missing key {key!r}")
         if not isinstance(record[key], kind):
             raise RecordError(f"{source}: {key!r} must be {kind}, got {type(record[key]).__name__}")
     for test_set, scores in record["metrics"].items():
-        if not isinstance(scores, dict):
-            raise RecordError(f"{source}: metrics[{test_set!r}] must map metric names to numbers")
-        for name, value in scores.items():
-            if value is not None and not isinstance(value, int | float):
-                raise RecordError(f"{source}: metrics[{test_set!r}][{name!r}] = {value!r}")
+        _check_scores(source, f"metrics[{test_set!r}]", scores)
     for key in ("name", "frames", "bands", "parameters"):
         if key not in record["model"]:
             raise RecordError(f"{source}: model card lacks {key!r}")
+    if version >= 2:
+        _check_v2(record, source)
     return record
+
+
+FIELD_ENCODING = "zlib-base64-uint16le"
+_MISSING = 65535
+
+
+def encode_field(
+    values: npt.NDArray[np.floating[Any]], *, scale: float, offset: float = 0.0
+) -> dict[str, Any]:
+    """A 2-D field as compact JSON: ``value = offset + scale · count`` in uint16 counts.
+
+    Counts are rounded and clipped to 0–65534 (65535 marks NaN), zlib-compressed and base64
+    encoded: an example map of 64 × 64 costs a few kB of the record instead of ~50 kB as lists.
+    """
+    field = np.asarray(values, np.float64)
+    if field.ndim != 2:
+        raise ValueError(f"encode_field takes a 2-D field, got shape {field.shape}")
+    counts = np.clip(np.round((np.nan_to_num(field, nan=offset) - offset) / scale), 0, _MISSING - 1)
+    counts[np.isnan(field)] = _MISSING
+    data = zlib.compress(counts.astype("<u2").tobytes(), 9)
+    return {
+        "encoding": FIELD_ENCODING,
+        "shape": list(field.shape),
+        "scale": scale,
+        "offset": offset,
+        "data": base64.b64encode(data).decode("ascii"),
+    }
+
+
+def decode_field(obj: Any, source: str = "field") -> npt.NDArray[np.float64]:
+    """The field :func:`encode_field` encoded, NaN where missing.
+
+    Raises:
+        RecordError: Not an encoded field, or its data does not decode to its shape.
+    """
+    keys = {"encoding", "shape", "scale", "offset", "data"}
+    if not isinstance(obj, dict) or not keys <= set(obj) or obj["encoding"] != FIELD_ENCODING:
+        raise RecordError(f"{source}: not a {FIELD_ENCODING} field")
+    try:
+        raw = zlib.decompress(base64.b64decode(obj["data"], validate=True))
+        counts = np.frombuffer(raw, "<u2").reshape([int(n) for n in obj["shape"]])
+    except (binascii.Error, zlib.error, ValueError, TypeError) as exc:
+        raise RecordError(f"{source}: field data does not decode ({exc})") from None
+    out = float(obj["offset"]) + float(obj["scale"]) * counts.astype(np.float64)
+    out[counts == _MISSING] = np.nan
+    return out
 
 
 def _json_safe(obj: Any) -> Any:
@@ -107,6 +214,11 @@ def write_record(path: Path, record: dict[str, Any]) -> Path:
         FileExistsError: ``path`` exists (records are never overwritten).
     """
     record = _json_safe(record)
+    if record.get("schema_version") != SCHEMA_VERSION:
+        raise RecordError(
+            f"{path}: schema version {record.get('schema_version')!r}; new records are written as "
+            f"schema version {SCHEMA_VERSION}"
+        )
     validate_record(record, str(path))
     try:
         write_json_atomic(path, record, exclusive=True)

@@ -16,22 +16,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import torch
 
 from qpebench import __version__
 from qpebench.atomic import write_bytes_atomic
 from qpebench.config import RunConfig
 from qpebench.errors import ConfigError
+from qpebench.evaluation import ModelEvaluation, evaluate_model, metadata_strata, paired_tests
 from qpebench.leaderboard import leaderboard_markdown
-from qpebench.metrics import Accumulator, metric_set
 from qpebench.models import RainModel, TrainData, build_model
 from qpebench.records import SCHEMA, SCHEMA_VERSION, now_utc, provenance, write_record
 from qpebench.registry import DATASETS, MODELS, load_builtins
+from qpebench.splits import format_summary
 from qpebench.store import SampleStore, remove_store
 from qpebench.training import resolve_device
-
-EVAL_BLOCK = 128
 
 
 def store_path(cache_dir: Path, data: dict[str, Any]) -> Path:
@@ -98,24 +96,6 @@ def build_configured(name: str, cfg: RunConfig) -> RainModel:
     return build_model(name, frames=cfg.frames, bands=cfg.bands, step=cfg.step, **params)
 
 
-def evaluate(
-    model: RainModel, store: SampleStore, indices: npt.NDArray[np.int64]
-) -> list[Accumulator]:
-    """Pool the metric accumulators of ``model`` over the samples ``indices``."""
-    accumulators = metric_set()
-    for start in range(0, indices.size, EVAL_BLOCK):
-        batch = store.read(
-            indices[start : start + EVAL_BLOCK],
-            frames=model.card.frames,
-            step=model.card.step,
-            bands=model.card.bands,
-        )
-        pred = model.predict(batch.ir)
-        for acc in accumulators:
-            acc.update(pred, batch.rain, batch.valid)
-    return accumulators
-
-
 @dataclass
 class RunResult:
     """What :func:`run_benchmark` produced."""
@@ -126,8 +106,23 @@ class RunResult:
     markdown: str
 
 
+def _new_run_dir(cfg: RunConfig) -> Path:
+    run_id = f"{now_utc().replace(':', '').replace('-', '')}-{cfg.config_hash}"
+    run_dir = cfg.runs_dir / run_id
+    suffix = 1
+    while run_dir.exists():
+        run_dir = cfg.runs_dir / f"{run_id}.{suffix}"
+        suffix += 1
+    (run_dir / "models").mkdir(parents=True)
+    (run_dir / "records").mkdir()
+    return run_dir
+
+
 def run_benchmark(cfg: RunConfig, log: Callable[[str], None] = print) -> RunResult:
-    """Run the whole benchmark: store, split, train and evaluate each model, records, table.
+    """Run the whole benchmark: store, split, then per seed train and evaluate every model.
+
+    Records are written once every model of a seed is evaluated, because each carries its
+    paired comparisons with the others (same test samples, same bootstrap days).
 
     Args:
         cfg: The checked configuration.
@@ -140,71 +135,74 @@ def run_benchmark(cfg: RunConfig, log: Callable[[str], None] = print) -> RunResu
     started = time.perf_counter()
     store = prepare_store(cfg.data, cfg.cache_dir, progress=cfg.progress)
     log(f"store {store.root} ({len(store)} samples, dataset version {store.dataset_version})")
-    split = cfg.split.resolve(store.metadata)
-    log(f"split {cfg.split.name}:\n{split.summary(store.metadata).to_string(index=False)}")
-    run_id = f"{now_utc().replace(':', '').replace('-', '')}-{cfg.config_hash}"
-    run_dir = cfg.runs_dir / run_id
-    suffix = 1
-    while run_dir.exists():
-        run_dir = cfg.runs_dir / f"{run_id}.{suffix}"
-        suffix += 1
-    (run_dir / "models").mkdir(parents=True)
-    (run_dir / "records").mkdir()
+    split = cfg.split.resolve(store.metadata, patch_shape=store.patch_shape, frames=store.frames)
+    log(f"split {cfg.split.name}:\n{format_summary(split.summary(store.metadata))}")
+    metadata_strata(store.metadata, cfg.evaluation.strata)  # a bad stratifier fails before training
+    run_dir = _new_run_dir(cfg)
     device = str(resolve_device(cfg.train.device))
     prov = provenance(device)
     data = TrainData(store=store, train=split.sets["train"], val=split.sets["id_val"])
+    domains = split.domains()
+    split_info = {
+        "name": cfg.split.name,
+        "description": cfg.split.description,
+        "sizes": {k: int(v.size) for k, v in split.sets.items()},
+        "dropped_by_buffer": split.dropped_by_buffer,
+        "train_domain": domains["train"],
+        "test_domains": {k: domains[k] for k in split.test_sets},
+    }
     records = []
-    for name in cfg.models:
-        seed_everything(cfg.seed)
-        model = build_configured(name, cfg)
-        t0 = time.perf_counter()
-        training = model.fit(data, seed=cfg.seed, progress=cfg.progress)
-        fit_s = time.perf_counter() - t0
-        if model.card.trainable:
-            model.save(run_dir / "models" / f"{name}.pt")
-        t0 = time.perf_counter()
-        metrics, sizes = {}, {}
-        for test_set, idx in split.test_sets.items():
-            scores: dict[str, float] = {}
-            for acc in evaluate(model, store, idx):
-                scores.update(acc.result())
-            metrics[test_set] = scores
-            sizes[test_set] = int(idx.size)
-        eval_s = time.perf_counter() - t0
-        record = {
-            "schema": SCHEMA,
-            "schema_version": SCHEMA_VERSION,
-            "run_id": run_dir.name,
-            "created": now_utc(),
-            "split": {
-                "name": cfg.split.name,
-                "description": cfg.split.description,
-                "sizes": {k: int(v.size) for k, v in split.sets.items()},
-                "dropped_by_buffer": split.dropped_by_buffer,
-            },
-            "model": model.card.to_json(),
-            "model_config": model.config,
-            "metrics": metrics,
-            "n_samples": sizes,
-            "config": cfg.resolved,
-            "dataset": {
-                "adapter": store.manifest["adapter"],
-                "version": store.dataset_version,
-                "store": str(store.root),
-            },
-            "seed": cfg.seed,
-            "training": training,
-            "provenance": prov,
-            "runtime_s": {"fit": fit_s, "evaluate": eval_s},
-        }
-        write_record(run_dir / "records" / f"{name}.json", record)
-        records.append(record)
-        id_scores = metrics.get("id_test", {})
-        log(
-            f"{name}: CSI@1 ID {id_scores.get('csi@1', float('nan')):.3f}, "
-            f"RMSE ID {id_scores.get('rmse', float('nan')):.3f} mm/h "
-            f"(fit {fit_s:.0f} s, evaluate {eval_s:.0f} s)"
-        )
+    for seed in cfg.seeds:
+        evaluations: dict[str, ModelEvaluation] = {}
+        pending: dict[str, dict[str, Any]] = {}
+        for name in cfg.models:
+            seed_everything(seed)
+            model = build_configured(name, cfg)
+            t0 = time.perf_counter()
+            training = model.fit(data, seed=seed, progress=cfg.progress)
+            fit_s = time.perf_counter() - t0
+            if model.card.trainable:
+                model.save(run_dir / "models" / f"{name}.seed{seed}.pt")
+            t0 = time.perf_counter()
+            ev = evaluate_model(model, store, split.test_sets, cfg.evaluation, seed)
+            eval_s = time.perf_counter() - t0
+            evaluations[name] = ev
+            pending[name] = {
+                "schema": SCHEMA,
+                "schema_version": SCHEMA_VERSION,
+                "run_id": run_dir.name,
+                "created": now_utc(),
+                "split": split_info,
+                "model": model.card.to_json(),
+                "model_config": model.config,
+                "metrics": ev.metrics,
+                "intervals": ev.intervals,
+                "strata": ev.strata,
+                "curves": ev.curves,
+                "examples": ev.examples,
+                "n_samples": {k: int(v.size) for k, v in split.test_sets.items()},
+                "config": cfg.resolved,
+                "dataset": {
+                    "adapter": store.manifest["adapter"],
+                    "version": store.dataset_version,
+                    "store": str(store.root),
+                },
+                "seed": seed,
+                "training": training,
+                "provenance": prov,
+                "runtime_s": {"fit": fit_s, "evaluate": eval_s},
+            }
+            id_scores = ev.metrics.get("id_test", {})
+            log(
+                f"{name} (seed {seed}): CSI@1 ID {id_scores.get('csi@1', float('nan')):.3f}, "
+                f"RMSE ID {id_scores.get('rmse', float('nan')):.3f} mm/h "
+                f"(fit {fit_s:.0f} s, evaluate {eval_s:.0f} s)"
+            )
+        paired = paired_tests(evaluations, cfg.evaluation)
+        for name, record in pending.items():
+            record["paired"] = paired[name]
+            write_record(run_dir / "records" / f"{name}.seed{seed}.json", record)
+            records.append(record)
     markdown = leaderboard_markdown(records)
     out = cfg.leaderboard_dir / f"{cfg.split.name}.md"
     write_bytes_atomic(out, markdown.encode("utf-8"))

@@ -141,3 +141,21 @@ _SEASONS = ("DJF", "DJF", "MAM", "MAM", "MAM", "JJA", "JJA", "JJA", "SON", "SON"
 def season(month: int) -> str:
     """Meteorological season (``DJF``, ``MAM``, ``JJA``, ``SON``) of a month 1–12."""
     return _SEASONS[month - 1]
+
+
+def cos_solar_zenith(
+    lat: npt.ArrayLike, doy: npt.ArrayLike, local_hour: npt.ArrayLike
+) -> npt.NDArray[np.float64]:
+    """Cosine of the solar zenith angle (> 0 by day) from latitude (°), day of year, local hour.
+
+    The declination is the sine approximation ``23.44° · sin(2π (doy − 81) / 365.25)`` and the
+    hour angle is 15° per hour from local solar noon (accurate to about a degree).
+    """
+    doy, local_hour = np.asarray(doy, np.float64), np.asarray(local_hour, np.float64)
+    dec = np.deg2rad(23.44) * np.sin(2 * np.pi * (doy - 81) / 365.25)
+    lat_r = np.deg2rad(np.asarray(lat, np.float64))
+    hour_angle = np.deg2rad(15.0 * (local_hour - 12.0))
+    out: npt.NDArray[np.float64] = np.sin(lat_r) * np.sin(dec) + np.cos(lat_r) * np.cos(
+        dec
+    ) * np.cos(hour_angle)
+    return out

@@ -69,7 +69,7 @@ from qpebench.datasets.radar import QualityControl, read_radar
 from qpebench.datasets.regrid import Regridder, cell_index
 from qpebench.datasets.satellite import read_satellite, scan_files, viewing_zenith
 from qpebench.errors import ConfigError, QpebenchError
-from qpebench.sample import season
+from qpebench.sample import cos_solar_zenith, season
 from qpebench.store import SampleBatch, SampleStore, SampleStoreWriter, StoreSpec, sha256_file
 
 TB_RANGE = (150.0, 350.0)  # the sample interface's plausible brightness temperatures (K)
@@ -369,6 +369,7 @@ def _chunk_task(
                     dropped["rain fraction below min_rain_fraction"] += 1
                     continue
                 lon, lat = to_lonlat.transform(grid.x[c0 + p // 2], grid.y[r0 + p // 2])
+                local_hour = (ts.hour + ts.minute / 60 + lon / 15) % 24
                 ir_list.append(ir)
                 rain_list.append(patch)
                 valid_list.append(valid)
@@ -384,7 +385,8 @@ def _chunk_task(
                         "year": ts.year,
                         "month": ts.month,
                         "season": season(ts.month),
-                        "local_hour": round((ts.hour + ts.minute / 60 + lon / 15) % 24, 3),
+                        "local_hour": round(local_hour, 3),
+                        "day": bool(cos_solar_zenith(lat, ts.day_of_year, local_hour) > 0),
                         "lat": round(float(lat), 4),
                         "lon": round(float(lon), 4),
                         "vza": round(float(last["vza"][r0 + p // 2, c0 + p // 2]), 3),

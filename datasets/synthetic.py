@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from qpebench.bands import CANONICAL_BANDS, DEFAULT_BANDS, sensor_channel, validate_bands
 from qpebench.errors import ConfigError
 from qpebench.registry import DATASETS
-from qpebench.sample import season
+from qpebench.sample import cos_solar_zenith, season
 from qpebench.store import SampleBatch, SampleStore, SampleStoreWriter, StoreSpec
 
 from .synthetic_regions import RegionPreset, get_region
@@ -211,14 +211,6 @@ class _Layer:
         return out
 
 
-def _cos_solar_zenith(lat: F64, doy: F64, local_hour: F64) -> F64:
-    dec = np.deg2rad(23.44) * np.sin(2 * np.pi * (doy - 81) / 365.25)
-    lat_r = np.deg2rad(lat)
-    hour_angle = np.deg2rad(15.0 * (local_hour - 12.0))
-    out: F64 = np.sin(lat_r) * np.sin(dec) + np.cos(lat_r) * np.cos(dec) * np.cos(hour_angle)
-    return out
-
-
 def render_chunk(
     preset: RegionPreset, config: SyntheticConfig, times: npt.NDArray[np.int64], seed: list[int]
 ) -> SampleBatch:
@@ -259,7 +251,7 @@ def render_chunk(
     ts = ts + rng.normal(0, 2.0, (m, 1))
     trop = cl.tropopause_k + rng.normal(0, 2.0, (m, 1))  # (m,1)
     wv_col = rng.uniform(*cl.water_vapour_cm, (m, 1)) * (0.85 + 0.15 * seasonal[:, -1:])
-    cos_sza = _cos_solar_zenith(lat[:, None], doy, local_hour)
+    cos_sza = cos_solar_zenith(lat[:, None], doy, local_hour)
 
     conv_season = (
         1

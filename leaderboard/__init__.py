@@ -1,5 +1,7 @@
-"""Leaderboard: tables rendered from result records only."""
+"""Leaderboard: tables, plots and pages rendered from result records only."""
 
-from .tables import leaderboard_markdown, scores_frame
+from .formats import leaderboard_markdown
+from .render import render
+from .tables import scores_frame
 
-__all__ = ["leaderboard_markdown", "scores_frame"]
+__all__ = ["leaderboard_markdown", "render", "scores_frame"]

@@ -1,9 +1,10 @@
-"""Leaderboard tables from result records: rows are models, columns metrics per test set.
+"""Leaderboard tables from grouped records: every format renders these same tables.
 
 The main table shows, for each test set, the CSI at 1 mm/h and the RMSE, plus the
-generalization gap (mean over the out-of-distribution sets minus in-distribution). A detail
-table lists more scores per model and test set. Nothing here computes a metric: every number
-comes from a record.
+generalization gap (mean over the out-of-distribution sets minus in-distribution, computed per
+seed). A detail table lists more scores per model and test set; the strata, paired-comparison and
+transfer tables appear when the records carry what they need (schema v2). Cells are strings or
+:class:`~qpebench.leaderboard.aggregate.Stat` values; nothing here computes a metric from data.
 """
 
 from __future__ import annotations
@@ -12,10 +13,22 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-ID_SET = "id_test"
-OOD_PREFIX = "ood_test/"
+from .aggregate import (
+    GAP_SET,
+    ID_SET,
+    MIN_SEEDS,
+    Board,
+    Entry,
+    Stat,
+    ordered_sets,
+    set_label,
+    strata_stats,
+    unique_labels,
+)
+
 MAIN_METRICS = ("csi@1", "rmse")
 DETAIL_METRICS = (
     *(f"{score}@{t}" for score in ("pod", "far", "csi") for t in ("0.1", "1", "5", "10")),
@@ -24,21 +37,21 @@ DETAIL_METRICS = (
     "rmse",
     "pearson_r",
 )
-
-
-def set_label(test_set: str) -> str:
-    """``id_test`` → ``ID``; ``ood_test/conus`` → ``conus``."""
-    return "ID" if test_set == ID_SET else test_set.removeprefix(OOD_PREFIX)
-
-
-def ordered_sets(names: Sequence[str]) -> list[str]:
-    """Test sets in display order: ``id_test`` first, then the OOD sets alphabetically."""
-    unique = list(dict.fromkeys(names))
-    return [n for n in unique if n == ID_SET] + sorted(n for n in unique if n != ID_SET)
+#: Detail columns shown only when some record has them (distribution and probabilistic scores).
+OPTIONAL_METRICS = ("wasserstein", "ks", "crps", "brier@1")
+#: Stratum columns; ``n_samples`` (mean over seeds) is shown as a plain number.
+STRATUM_METRICS = ("n_samples", "csi@1", "rmse", "bias")
+TRANSFER_METRIC = "csi@1"
+DAGGER = "†"
+SEED_NOTE = (
+    f"{DAGGER} fewer than {MIN_SEEDS} seeds (leaderboard/RULES.md asks for at least "
+    f"{MIN_SEEDS}); a single seed shows its 95 % block-bootstrap interval where the record has one."
+)
+_HIGHER = ("csi", "pod", "ets", "hss", "pearson_r", "fss")
 
 
 def scores_frame(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
-    """Long table of every score: model, family, frames, parameters, test_set, metric, value."""
+    """Long table of every raw score: model, family, frames, parameters, seed, test_set, metric."""
     rows = []
     for rec in records:
         card = rec["model"]
@@ -50,6 +63,7 @@ def scores_frame(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
                         "family": card.get("family", ""),
                         "frames": card["frames"],
                         "parameters": card["parameters"],
+                        "seed": rec["seed"],
                         "test_set": test_set,
                         "metric": metric,
                         "value": math.nan if value is None else float(value),
@@ -58,81 +72,287 @@ def scores_frame(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _fmt(value: float) -> str:
-    return "–" if value is None or math.isnan(value) else f"{value:.3f}"
+def seeds_cell(entry: Entry) -> str:
+    """The number of seeds, with :data:`DAGGER` below :data:`MIN_SEEDS`."""
+    return f"{len(entry.records)}{DAGGER if entry.marked else ''}"
 
 
-def _markdown(frame: pd.DataFrame) -> str:
-    header = "| " + " | ".join(frame.columns) + " |"
-    rule = "|" + "|".join("---" if i == 0 else "---:" for i in range(len(frame.columns))) + "|"
-    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([header, rule, *body])
+def column_metric(column: str) -> str:
+    """``"CSI@1 ID"`` → ``"csi@1"``; ``"ΔRMSE OOD−ID"`` → ``"rmse"``."""
+    return column.split(" ")[0].removeprefix("Δ").lower()
 
 
-def main_table(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
-    """Rows = models; columns = CSI@1 and RMSE per test set, and the OOD−ID gap of each."""
-    long = scores_frame(records)
-    wide = long.pivot_table(
-        index="model", columns=["metric", "test_set"], values="value", aggfunc="first"
-    )
-    test_sets = ordered_sets(list(long["test_set"]))
-    ood = [s for s in test_sets if s != ID_SET]
-    info = long.drop_duplicates("model").set_index("model")
-    out = pd.DataFrame(index=wide.index)
-    out["frames"] = info["frames"]
-    out["params"] = info["parameters"].map(lambda p: f"{int(p):,}")
-    for metric in MAIN_METRICS:
-        for s in test_sets:
-            out[f"{metric.upper()} {set_label(s)}"] = wide.get((metric, s))
-        if ood and ID_SET in test_sets:
-            gap = sum(wide[(metric, s)] for s in ood) / len(ood) - wide[(metric, ID_SET)]
-            out[f"Δ{metric.upper()} OOD−ID"] = gap
-    sort_key = f"CSI@1 {set_label(ID_SET)}"
-    if sort_key in out:
-        out = out.sort_values(sort_key, ascending=False, na_position="last")
-    return out.reset_index()
+def goodness(metric: str, value: float, *, gap: bool = False) -> float:
+    """A number that grows as ``value`` of ``metric`` gets better (for bolding the best)."""
+    base = metric.split("@")[0]
+    if base.startswith("fss") or base in _HIGHER:
+        return value
+    if base in ("bias", "relative_bias") or (gap and base == "fbias"):
+        return -abs(value)
+    if base == "fbias":
+        return -abs(value - 1.0)
+    return -value
 
 
-def detail_table(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
-    """Rows = (model, test set); columns = :data:`DETAIL_METRICS`."""
-    long = scores_frame(records)
-    long = long[long["metric"].isin(DETAIL_METRICS)]
-    wide = long.pivot_table(
-        index=["model", "test_set"], columns="metric", values="value", aggfunc="first"
-    ).reset_index()
-    wide["test_set"] = wide["test_set"].map(set_label)
-    return wide[["model", "test_set", *[m for m in DETAIL_METRICS if m in wide.columns]]]
+def best_rows(table: pd.DataFrame, column: str, metric: str | None = None) -> set[int]:
+    """Positions of the rows holding the best mean of a :class:`Stat` column (ties: all).
 
-
-def leaderboard_markdown(records: Sequence[dict[str, Any]], title: str | None = None) -> str:
-    """Markdown leaderboard (main table and detail table) of ``records``.
-
-    The text depends on the records' metrics, cards, split and dataset version only (no time
-    stamp), so the same seed and configuration render the same page.
+    Args:
+        table: A table with :class:`Stat` cells.
+        column: The column.
+        metric: The score in the column; by default read from the column name
+            (:func:`column_metric`).
     """
-    if not records:
-        raise ValueError("no result record to render")
-    first = records[0]
-    split = first["split"]
-    lines = [f"# {title or split['name']}", ""]
-    if split.get("description"):
-        lines += [split["description"], ""]
-    lines += [
-        f"Dataset `{first['dataset']['adapter']}` version `{first['dataset']['version']}`, "
-        f"seed {first['seed']}. Test-set sizes: "
-        + ", ".join(
-            f"{set_label(k)} {first['n_samples'][k]}"
-            for k in ordered_sets(list(first["n_samples"]))
+    metric = metric or column_metric(column)
+    gap = column.startswith("Δ")
+    scored = {
+        i: goodness(metric, cell.mean, gap=gap)
+        for i, cell in enumerate(table[column])
+        if isinstance(cell, Stat) and not cell.missing
+    }
+    if len(scored) < 2:
+        return set()
+    top = max(scored.values())
+    return {i for i, g in scored.items() if math.isclose(g, top, rel_tol=1e-12, abs_tol=1e-12)}
+
+
+def main_table(entries: Sequence[Entry]) -> pd.DataFrame:
+    """Rows = entries of one split; CSI@1 and RMSE per test set and their OOD−ID gap.
+
+    Sorted by the ID CSI@1 mean (best first, missing last), then by model label.
+    """
+    test_sets = ordered_sets(s for e in entries for s in e.test_sets)
+    has_gap = ID_SET in test_sets and len(test_sets) > 1
+    rows = []
+    for e in entries:
+        row: dict[str, Any] = {
+            "model": e.label,
+            "seeds": seeds_cell(e),
+            "frames": str(e.frames),
+            "params": f"{e.parameters:,}",
+        }
+        for metric in MAIN_METRICS:
+            for s in test_sets:
+                row[f"{metric.upper()} {set_label(s)}"] = e.stat(s, metric)
+            if has_gap:
+                row[f"Δ{metric.upper()} OOD−ID"] = e.stat(GAP_SET, metric)
+        rows.append(row)
+    sort_col = f"CSI@1 {set_label(ID_SET)}"
+
+    def order(row: dict[str, Any]) -> tuple[float, str]:
+        stat = row.get(sort_col)
+        mean = stat.mean if isinstance(stat, Stat) and not stat.missing else -math.inf
+        return (-mean, str(row["model"]))
+
+    rows.sort(key=order)
+    return pd.DataFrame(rows)
+
+
+def detail_table(entries: Sequence[Entry]) -> pd.DataFrame:
+    """Rows = (entry, test set); columns = :data:`DETAIL_METRICS` and the present optional ones."""
+    present = {m for e in entries for s in e.test_sets for m in e.metrics(s)}
+    metrics = [m for m in (*DETAIL_METRICS, *OPTIONAL_METRICS) if m in present]
+    rows = []
+    for e in sorted(entries, key=lambda x: x.label):
+        for s in e.test_sets:
+            rows.append(
+                {"model": e.label, "test_set": set_label(s), **{m: e.stat(s, m) for m in metrics}}
+            )
+    return pd.DataFrame(rows, columns=["model", "test_set", *metrics])
+
+
+def strata_table(entries: Sequence[Entry]) -> pd.DataFrame:
+    """Rows = (entry, test set, stratum column, value); columns = :data:`STRATUM_METRICS`.
+
+    Empty (no rows) when no record has ``strata``.
+    """
+    rows = []
+    for e in sorted(entries, key=lambda x: x.label):
+        stats = strata_stats(e)
+        cells = sorted(
+            {k[:3] for k in stats},
+            key=lambda k: (k[0] != ID_SET, k[0], k[1], stratum_order(k[2])),
         )
-        + ". Rates in mm/h; CSI at 1 mm/h (`>=`); gaps are the mean over OOD sets minus ID.",
-        "",
-    ]
-    main = main_table(records)
-    for col in main.columns[3:]:
-        main[col] = main[col].map(_fmt)
-    lines += [_markdown(main), "", "## Detail", ""]
-    detail = detail_table(records)
-    for col in detail.columns[2:]:
-        detail[col] = detail[col].map(_fmt)
-    lines += [_markdown(detail), ""]
-    return "\n".join(lines)
+        for test_set, column, value in cells:
+            row: dict[str, Any] = {
+                "model": e.label,
+                "test_set": set_label(test_set),
+                "column": column,
+                "value": value,
+            }
+            for metric in STRATUM_METRICS:
+                row[metric] = stats.get((test_set, column, value, metric), Stat.of([]))
+            count = row["n_samples"]
+            row["n_samples"] = "–" if count.missing else f"{count.mean:g}"
+            rows.append(row)
+    return pd.DataFrame(rows, columns=["model", "test_set", "column", "value", *STRATUM_METRICS])
+
+
+def paired_table(entries: Sequence[Entry]) -> pd.DataFrame:
+    """Paired comparisons (``paired``, schema v2): difference, its CI and p-value per seed pool.
+
+    ``diff`` is a :class:`Stat` over seeds (with the record's interval for one seed); ``p``
+    (text) is the largest p-value over the seeds, so a claim holds for every seed. Empty when no
+    record has ``paired``.
+    """
+    rows = []
+    for e in sorted(entries, key=lambda x: x.label):
+        keys = sorted(
+            {
+                (test_set, str(other), str(metric))
+                for r in e.records
+                for test_set, others in r.get("paired", {}).items()
+                for other, metrics in others.items()
+                for metric in metrics
+            }
+        )
+        for test_set, other, metric in keys:
+            found = [
+                r.get("paired", {}).get(test_set, {}).get(other, {}).get(metric) for r in e.records
+            ]
+            tests = [t for t in found if isinstance(t, dict)]
+            interval = tests[0].get("ci") if len(e.records) == 1 and tests else None
+            diff = Stat.of([t.get("diff") for t in tests], interval)
+            pvalues = [float(t["p_value"]) for t in tests if t.get("p_value") is not None]
+            rows.append(
+                {
+                    "model": e.label,
+                    "vs": other,
+                    "test_set": set_label(test_set),
+                    "metric": metric,
+                    "diff": diff,
+                    "p": f"{max(pvalues):.3g}" if pvalues else "–",
+                }
+            )
+    return pd.DataFrame(rows, columns=["model", "vs", "test_set", "metric", "diff", "p"])
+
+
+_SEASONS = ("DJF", "MAM", "JJA", "SON")
+
+
+def stratum_order(value: str) -> tuple[int, float, str]:
+    """Sort key of stratum values: seasons in calendar order, bins by their lower edge."""
+    if value in _SEASONS:
+        return (0, float(_SEASONS.index(value)), value)
+    head = value.lstrip("<>=").split("-")[0].split()[0] if value.strip("<>=") else ""
+    try:
+        edge = float(head)
+    except ValueError:
+        return (2, 0.0, value)
+    return (1, edge - (0.5 if value.startswith("<") else 0.0), value)
+
+
+def strata_pivot(
+    entries: Sequence[Entry], column: str, metric: str = TRANSFER_METRIC, test_set: str = ID_SET
+) -> pd.DataFrame:
+    """Rows = entries; one column per value of stratifier ``column``: ``metric`` on ``test_set``.
+
+    The compact view of the strata for the Markdown page (the CSV and HTML have every stratum,
+    test set and metric). Empty when no record has the stratifier on that test set.
+    """
+    stats = {e.label: strata_stats(e) for e in entries}
+    values = sorted(
+        {k[2] for by_key in stats.values() for k in by_key if k[:2] == (test_set, column)},
+        key=stratum_order,
+    )
+    if not values:
+        return pd.DataFrame()
+    rows = []
+    for e in sorted(entries, key=lambda x: x.label):
+        row: dict[str, Any] = {"model": e.label}
+        for value in values:
+            row[value] = stats[e.label].get((test_set, column, value, metric), Stat.of([]))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def stratifiers(entries: Sequence[Entry], test_set: str = ID_SET) -> list[str]:
+    """The stratifier columns the entries' records have on ``test_set``, in record order."""
+    names: dict[str, None] = {}
+    for e in entries:
+        for r in e.records:
+            names.update(dict.fromkeys(r.get("strata", {}).get(test_set, {})))
+    return list(names)
+
+
+def paired_vs_best(entries: Sequence[Entry], metric: str = TRANSFER_METRIC) -> pd.DataFrame:
+    """Rows = entries; per test set: the best entry's margin over each and its p-value.
+
+    The best entry of a test set has the highest mean ``metric``; a cell holds
+    ``best − this`` and the paired test's p-value for "best beats this" (largest over seeds),
+    read from the best entry's records. Empty when no record has ``paired``.
+    """
+    test_sets = ordered_sets(s for e in entries for s in e.test_sets)
+    rows: dict[str, dict[str, Any]] = {e.label: {"model": e.label} for e in entries}
+    found = False
+    for test_set in test_sets:
+        ranked = [e for e in entries if not e.stat(test_set, metric).missing]
+        if not ranked:
+            continue
+        best = max(ranked, key=lambda e: (e.stat(test_set, metric).mean, e.label))
+        header = f"{set_label(test_set)} (best: {best.label})"
+        for e in entries:
+            if e is best:
+                rows[e.label][header] = "best"
+                continue
+            tests = [
+                r.get("paired", {}).get(test_set, {}).get(e.model, {}).get(metric)
+                for r in best.records
+            ]
+            tests = [t for t in tests if isinstance(t, dict) and t.get("p_value") is not None]
+            if not tests:
+                rows[e.label][header] = "–"
+                continue
+            found = True
+            diff = float(np.mean([t["diff"] for t in tests if t.get("diff") is not None]))
+            p_value = max(float(t["p_value"]) for t in tests)
+            rows[e.label][header] = f"{diff:+.3f} (p {p_value:.2g})"
+    if not found:
+        return pd.DataFrame()
+    return pd.DataFrame([rows[e.label] for e in sorted(entries, key=lambda x: x.label)])
+
+
+def transfer_matrices(
+    board: Board, metric: str = TRANSFER_METRIC
+) -> tuple[dict[str, pd.DataFrame], list[str]]:
+    """Train domain × test domain matrices of ``metric``, one per model configuration.
+
+    Rows are ``split.train_domain``, columns the domains of ``split.test_domains`` (schema v2);
+    a cell is the mean over the seeds of the configuration's entries covering it (one per
+    split). A configuration gets a matrix when it has at least two train or two test domains.
+
+    Returns:
+        The matrices (cells are :class:`Stat`, missing cells ``Stat`` with ``n = 0``) by model
+        label, and notes on cells pooled from several splits.
+    """
+    cells: dict[tuple[str, str], dict[tuple[str, str], list[tuple[Entry, str]]]] = {}
+    frames: dict[tuple[str, str], int] = {}
+    for e in board.entries:
+        train = e.train_domain
+        if train is None:
+            continue
+        frames[e.model, e.config] = e.frames
+        for test_set, domain in e.test_domains.items():
+            by_cell = cells.setdefault((e.model, e.config), {})
+            by_cell.setdefault((train, domain), []).append((e, test_set))
+    keys = sorted(cells)
+    labels = unique_labels([(m, frames[m, c], c) for m, c in keys])
+    matrices: dict[str, pd.DataFrame] = {}
+    notes = []
+    for key, label in zip(keys, labels, strict=True):
+        by_cell = cells[key]
+        rows = sorted({k[0] for k in by_cell})
+        cols = sorted({k[1] for k in by_cell})
+        if len(rows) < 2 and len(cols) < 2:
+            continue
+        grid = {(r, c): Stat.of([]) for r in rows for c in cols}
+        for (train, test), sources in sorted(by_cell.items()):
+            values = [r["metrics"].get(s, {}).get(metric) for e, s in sources for r in e.records]
+            grid[train, test] = Stat.of(values)
+            if len(sources) > 1:
+                splits = ", ".join(e.split for e, _ in sources)
+                notes.append(f"transfer {label} {train} → {test} pools the splits {splits}")
+        matrices[label] = pd.DataFrame(
+            [[grid[r, c] for c in cols] for r in rows], index=rows, columns=cols, dtype=object
+        )
+    return matrices, notes

@@ -48,7 +48,7 @@ def test_run_end_to_end_is_reproducible(tmp_path, capsys):
     # every trained model's file rebuilds it from the registry with the recorded card and config
     for record in records:
         if record["model"]["trainable"]:
-            model = load_model(runs[0] / "models" / f"{record['model']['name']}.pt")
+            model = load_model(runs[0] / "models" / f"{record['model']['name']}.seed0.pt")
             assert model.card.to_json() == record["model"]
             assert model.config == record["model_config"]
     rec = records[0]
@@ -59,7 +59,7 @@ def test_run_end_to_end_is_reproducible(tmp_path, capsys):
         "ood_test/india",
     }
     assert rec["dataset"]["version"] and rec["provenance"]["packages"]["torch"]
-    assert rec["config"]["seed"] == 0 and rec["seed"] == 0
+    assert rec["config"]["seeds"] == [0] and rec["seed"] == 0
     # same seed and config: same numbers, same page; a new run is a new record
     assert main(argv) == 0
     assert (tmp_path / "board" / "synthetic_europe_to_all.md").read_text() == first
@@ -68,6 +68,17 @@ def test_run_end_to_end_is_reproducible(tmp_path, capsys):
     capsys.readouterr()
     assert main(["leaderboard", "render", str(runs[0])]) == 0
     assert capsys.readouterr().out.strip() == first.strip()
+    board = tmp_path / "rendered"
+    assert main(["leaderboard", "render", str(runs[0]), "--out", str(board)]) == 0
+    stem = board / "synthetic_europe_to_all"
+    assert stem.with_suffix(".md").read_text() == first
+    assert "<img" in stem.with_suffix(".html").read_text()
+    assert "\\toprule" in stem.with_suffix(".tex").read_text()
+    assert stem.with_suffix(".csv").read_text().startswith("split,")
+    err = one_error_line(
+        capsys, ["leaderboard", "render", str(runs[0]), "--out", str(board), "--format", "pdf"]
+    )
+    assert "unknown leaderboard format 'pdf'" in err
 
 
 def test_models_list_prints_cards(capsys):
@@ -117,6 +128,11 @@ def test_models_list_prints_cards(capsys):
         ("data.seed=abc", "data.seed must be int"),
         ("+data.foo=1", "data.foo: synthetic takes no 'foo'"),
         ("progress=maybe", "progress must be true or false"),
+        ("seeds=[]", "seeds must be a non-empty list of distinct integers"),
+        ("seeds=[0,0]", "seeds must be a non-empty list of distinct integers"),
+        ("+evaluation.bootstraps=10", r"evaluation: unknown keys \['bootstraps'\]"),
+        ("evaluation.ci_level=2", r"evaluation.ci_level must be in \(0, 1\)"),
+        ("evaluation.strata=[moon]", "'moon' is neither a stratifier"),
     ],
 )
 def test_bad_config_values_give_one_clear_line(tmp_path, capsys, override, message):
@@ -155,3 +171,32 @@ def test_bad_record_is_refused(tmp_path):
     path.write_text(json.dumps({"schema": "qpebench-result", "schema_version": 1}))
     with pytest.raises(RecordError, match="missing key 'run_id'"):
         load_record(path)
+
+
+def test_evaluate_predictions_text_json_and_refusal(tmp_path, capsys, tiny_store):
+    import numpy as np
+    import xarray as xr
+
+    from qpebench.predictions import export_truth
+
+    idx = np.flatnonzero(tiny_store.metadata["region"].to_numpy() == "conus")
+    truth = tmp_path / "truth.nc"
+    export_truth(tiny_store, idx, truth)
+    with xr.open_dataset(truth, engine="h5netcdf") as ds:
+        pred = ds.load()
+    pred["rain_rate"] = pred["rain_rate"].fillna(0.0)
+    pred.to_netcdf(tmp_path / "pred.nc", engine="h5netcdf")
+    argv = ["evaluate-predictions", "--pred", str(tmp_path / "pred.nc"), "--truth", str(truth)]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "csi@1" in text and str(tmp_path / "pred.nc") in text
+    assert main([*argv, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["metrics"]["csi@1"] == 1.0 and result["metrics"]["rmse"] == 0.0
+    assert result["n_times"] == idx.size
+    pred["rain_rate"] = pred["rain_rate"] * 1e-3
+    pred["rain_rate"].attrs["units"] = "m h-1"
+    pred.to_netcdf(tmp_path / "pred_m.nc", engine="h5netcdf")
+    bad = ["evaluate-predictions", "--pred", str(tmp_path / "pred_m.nc"), "--truth", str(truth)]
+    err = one_error_line(capsys, bad)
+    assert "pred_m.nc" in err and "m h-1" in err

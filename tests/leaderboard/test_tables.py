@@ -1,37 +1,139 @@
 from __future__ import annotations
 
+import math
+
 import pytest
 
-from qpebench.leaderboard.tables import detail_table, leaderboard_markdown, main_table
+from qpebench.leaderboard.aggregate import GAP_SET, Stat, group_records
+from qpebench.leaderboard.formats import fmt_stat, leaderboard_markdown
+from qpebench.leaderboard.tables import detail_table, main_table, strata_table, transfer_matrices
+from qpebench.records import RecordError
 
 
-def record(name, id_csi, ood_csi):
+def record(name, id_csi, ood_csi, seed=0):
     metrics = {"id_test": {"csi@1": id_csi, "rmse": 1.0, "bias": 0.1}}
     for k, v in ood_csi.items():
         metrics[f"ood_test/{k}"] = {"csi@1": v, "rmse": 2.0, "bias": None}
     return {
+        "run_id": f"r{seed}",
+        "created": "2026-01-01T00:00:00Z",
         "model": {"name": name, "family": "cnn", "frames": 1, "parameters": 1234},
         "metrics": metrics,
         "n_samples": {k: 10 for k in metrics},
         "split": {"name": "s", "description": "d"},
         "dataset": {"adapter": "synthetic", "version": "abc"},
-        "seed": 0,
+        "seed": seed,
     }
 
 
 def test_main_table_gap_and_order():
     recs = [record("a", 0.5, {"x": 0.3, "y": 0.1}), record("b", 0.6, {"x": 0.6, "y": 0.6})]
-    table = main_table(recs)
+    table = main_table(group_records(recs).entries)
     assert list(table["model"]) == ["b", "a"]  # sorted by ID CSI@1
     a = table.set_index("model").loc["a"]
-    assert a["ΔCSI@1 OOD−ID"] == pytest.approx((0.3 + 0.1) / 2 - 0.5)
-    assert a["params"] == "1,234"
+    assert a["ΔCSI@1 OOD−ID"].mean == pytest.approx((0.3 + 0.1) / 2 - 0.5)
+    assert a["params"] == "1,234" and a["seeds"] == "1†"
     md = leaderboard_markdown(recs)
-    assert "| b | 1 | 1,234 | 0.600 | 0.600 | 0.600 | 0.000 |" in md
+    assert "| b | 1† | 1 | 1,234 | 0.600 | 0.600 | 0.600 | 0.000 |" in md
     assert "–" in md  # None renders as a dash
-    assert set(detail_table(recs)["test_set"]) == {"ID", "x", "y"}
+    assert "† fewer than 3 seeds" in md
+    assert set(detail_table(group_records(recs).entries)["test_set"]) == {"ID", "x", "y"}
+
+
+def test_seed_aggregation_by_hand():
+    recs = [
+        record("a", v, {"x": v - d}, seed=s)
+        for s, (v, d) in enumerate([(0.5, 0.1), (0.6, 0.3), (0.7, 0.2)])
+    ]
+    board = group_records(recs)
+    (entry,) = board.entries
+    assert entry.seeds == (0, 1, 2) and not entry.marked
+    stat = entry.stat("id_test", "csi@1")
+    assert stat.mean == pytest.approx(0.6) and stat.n == 3
+    # sample standard deviation: sqrt(((-0.1)^2 + 0 + 0.1^2) / 2) = 0.1
+    assert stat.std == pytest.approx(0.1)
+    assert math.isnan(stat.lo)  # several seeds: no CI, the spread is the std
+    gap = entry.stat(GAP_SET, "csi@1")  # per seed: -0.1, -0.3, -0.2
+    assert gap.mean == pytest.approx(-0.2) and gap.std == pytest.approx(0.1)
+    assert fmt_stat(stat) == "0.600 ± 0.100 (n=3)"
+    md = leaderboard_markdown(recs)
+    assert "| a | 3 | 1 | 1,234 | 0.600 ± 0.100 (n=3) |" in md and "†" not in md
+    assert "seeds 0, 1, 2" in md
+
+
+def test_missing_values_count_only_seeds_with_a_value():
+    stat = Stat.of([0.2, None, 0.4, math.nan])
+    assert stat.n == 2 and stat.mean == pytest.approx(0.3)
+    assert stat.std == pytest.approx(math.sqrt(0.02))
+    assert Stat.of([None]).missing and fmt_stat(Stat.of([])) == "–"
+
+
+def test_single_seed_shows_interval(make_record):
+    rec = make_record("a", 0)
+    lo, hi = rec["intervals"]["id_test"]["csi@1"]
+    stat = group_records([rec]).entries[0].stat("id_test", "csi@1")
+    assert (stat.lo, stat.hi) == (lo, hi)
+    assert fmt_stat(stat) == f"{stat.mean:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def test_grouping_keys(make_record):
+    recs = [make_record("m", s) for s in range(3)]
+    other_config = make_record("m", 3, frames=2)
+    other_data = make_record("m", 4)
+    other_data["dataset"]["version"] = "zzz"
+    board = group_records([*recs, other_config, other_data])
+    assert sorted(len(e.records) for e in board.entries) == [1, 1, 3]
+    labels = sorted(e.label for e in board.entries)
+    assert labels[2] == "m (2 fr.)" and labels[0] != labels[1]
+    assert all(label.startswith("m (1 fr., ") for label in labels[:2])
+
+
+def test_same_seed_twice_keeps_the_newer_with_a_note(make_record):
+    old, new = make_record("m", 0), make_record("m", 0)
+    new["created"], new["run_id"] = "2027-01-01T00:00:00Z", "newer"
+    new["metrics"]["id_test"]["csi@1"] = 0.9
+    board = group_records([new, old])
+    assert len(board.entries[0].records) == 1
+    assert board.entries[0].stat("id_test", "csi@1").mean == 0.9
+    assert "left out for the newer run newer" in board.notes[0]
 
 
 def test_no_record():
-    with pytest.raises(ValueError, match="no result record"):
+    with pytest.raises(RecordError, match="no result record"):
         leaderboard_markdown([])
+
+
+def test_strata_and_transfer(records_v2):
+    board = group_records(records_v2)
+    strata = strata_table(board.of_split("europe_to_all"))
+    row = strata[(strata["model"] == "static_cnn") & (strata["value"] == "DJF")].iloc[0]
+    values = [
+        r["strata"]["id_test"]["season"]["DJF"]["csi@1"]
+        for r in records_v2
+        if r["model"]["name"] == "static_cnn" and r["split"]["train_domain"] == "europe"
+    ]
+    assert row["csi@1"].mean == pytest.approx(sum(values) / 3) and row["n_samples"] == "10"
+    matrices, notes = transfer_matrices(board)
+    assert set(matrices) == {
+        "early_fusion (2 fr.)",
+        "early_fusion (4 fr.)",
+        "prob_cnn",
+        "static_cnn",
+    }
+    m = matrices["static_cnn"]
+    assert list(m.index) == ["conus", "europe"] and list(m.columns) == ["conus", "europe", "india"]
+    cell = m.loc["europe", "india"]
+    expected = [
+        r["metrics"]["ood_test/india"]["csi@1"]
+        for r in records_v2
+        if r["model"]["name"] == "static_cnn" and r["split"]["train_domain"] == "europe"
+    ]
+    assert cell.n == 3 and cell.mean == pytest.approx(sum(expected) / 3)
+    assert notes == []
+
+
+def test_transfer_needs_two_domains_and_v2(records_v1, make_record):
+    assert transfer_matrices(group_records(records_v1)) == ({}, [])
+    one = make_record("m", 0)
+    one["split"]["test_domains"] = {"id_test": "europe"}
+    assert transfer_matrices(group_records([one]))[0] == {}

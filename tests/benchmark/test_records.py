@@ -1,0 +1,137 @@
+"""Result records: schema v2 validated on write and load, v1 still readable, never overwritten."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+
+from qpebench.records import (
+    SCHEMA,
+    SCHEMA_VERSION,
+    RecordError,
+    decode_field,
+    encode_field,
+    load_record,
+    write_record,
+)
+
+
+def field(value: float = 1.0) -> dict:
+    return encode_field(np.full((4, 5), value), scale=0.01)
+
+
+def v2_record() -> dict:
+    return {
+        "schema": SCHEMA,
+        "schema_version": SCHEMA_VERSION,
+        "run_id": "r",
+        "created": "2026-11-26T00:00:00Z",
+        "split": {"name": "s", "train_domain": "europe", "test_domains": {"id_test": "europe"}},
+        "model": {"name": "m", "frames": 1, "bands": ["IR10.8"], "parameters": 0},
+        "model_config": {},
+        "metrics": {"id_test": {"csi@1": 0.5, "rmse": 1.2, "pearson_r": None}},
+        "intervals": {"id_test": {"csi@1": [0.4, 0.6], "rmse": None}},
+        "strata": {"id_test": {"season": {"DJF": {"csi@1": 0.4, "n_samples": 3}}}},
+        "curves": {"id_test": {"histogram": {"edges": [0, 1], "pred": [1], "obs": [2]}}},
+        "examples": {
+            "id_test": {"time": "t", "ir108": field(250.0), "truth": field(), "pred": field()}
+        },
+        "paired": {
+            "id_test": {"other": {"csi@1": {"diff": 0.1, "ci": [0.0, 0.2], "p_value": 0.01}}}
+        },
+        "n_samples": {"id_test": 3},
+        "config": {},
+        "dataset": {"adapter": "synthetic", "version": "v"},
+        "seed": 0,
+        "training": {},
+        "provenance": {},
+        "runtime_s": {},
+    }
+
+
+def test_v2_record_round_trips(tmp_path):
+    path = write_record(tmp_path / "r.json", v2_record())
+    assert load_record(path) == json.loads(path.read_text())
+    with pytest.raises(FileExistsError, match="never overwritten"):
+        write_record(path, v2_record())
+
+
+def test_nan_and_numpy_values_become_json(tmp_path):
+    record = v2_record()
+    record["metrics"]["id_test"]["csi@1"] = float("nan")
+    record["metrics"]["id_test"]["rmse"] = np.float32(1.5)
+    loaded = load_record(write_record(tmp_path / "r.json", record))
+    assert loaded["metrics"]["id_test"]["csi@1"] is None
+    assert loaded["metrics"]["id_test"]["rmse"] == 1.5
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda r: r.pop("strata"), "missing key 'strata'"),
+        (
+            lambda r: r["intervals"]["id_test"].update({"rmse": [2.0, 1.0]}),
+            r"intervals\['id_test'\]",
+        ),
+        (lambda r: r["intervals"].update({"ood_test/x": {}}), "names test sets"),
+        (
+            lambda r: r["strata"]["id_test"]["season"]["DJF"].update({"csi@1": "high"}),
+            "is not a number",
+        ),
+        (lambda r: r["examples"]["id_test"].update({"pred": [[1.0]]}), "not a zlib-base64"),
+        (
+            lambda r: r["examples"]["id_test"]["truth"].update({"data": "AAAA"}),
+            "does not decode",
+        ),
+        (lambda r: r["paired"]["id_test"]["other"]["csi@1"].pop("p_value"), "needs diff, ci"),
+        (lambda r: r["metrics"]["id_test"].update({"csi@1": True}), "is not a number"),
+        (lambda r: r.update({"schema_version": 1}), "written as schema version 2"),
+        (lambda r: r.update({"schema_version": 7}), "schema version 7"),
+    ],
+)
+def test_invalid_records_are_refused_on_write(tmp_path, edit, message):
+    record = v2_record()
+    edit(record)
+    with pytest.raises(RecordError, match=message):
+        write_record(tmp_path / "r.json", record)
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_invalid_record_is_refused_on_load(tmp_path):
+    record = v2_record()
+    del record["paired"]
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(record))
+    with pytest.raises(RecordError, match=r"bad.json: missing key 'paired'"):
+        load_record(path)
+
+
+def test_version_1_records_still_load(tmp_path):
+    record = copy.deepcopy(v2_record())
+    for key in ("intervals", "strata", "curves", "examples", "paired"):
+        del record[key]
+    record["schema_version"] = 1
+    path = tmp_path / "v1.json"
+    path.write_text(json.dumps(record))
+    assert load_record(path)["schema_version"] == 1
+
+
+def test_encoded_fields_round_trip_to_their_resolution():
+    rng = np.random.default_rng(0)
+    rain = rng.gamma(0.5, 3.0, (64, 64))
+    rain[:3] = np.nan
+    rain[10, 10] = 1000.0  # above the encodable range: clipped
+    enc = encode_field(rain, scale=0.01)
+    back = decode_field(json.loads(json.dumps(enc)))
+    assert np.array_equal(np.isnan(back), np.isnan(rain))
+    ok = np.isfinite(rain) & (rain < 600)
+    assert np.abs(back[ok] - rain[ok]).max() <= 0.005 + 1e-12
+    assert back[10, 10] == pytest.approx(655.34)
+    tb = rng.uniform(190, 300, (64, 64))
+    assert np.abs(decode_field(encode_field(tb, scale=0.01, offset=100.0)) - tb).max() <= 0.005
+    assert len(json.dumps(enc)) < 20_000  # lists of rounded values: ~50 kB
+    with pytest.raises(ValueError, match="2-D"):
+        encode_field(rain[0], scale=0.01)
