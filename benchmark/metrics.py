@@ -57,7 +57,7 @@ RELIABILITY_BINS = 10
 RATE_FAMILIES: tuple[str, ...] = ("categorical", "continuous", "fss", "histogram")
 #: Pixels per chunk of the pointwise rate families (a chunk's arrays fit the L2 cache).
 CHUNK = 1 << 16
-#: Rows of output per strip of the FSS window sums.
+#: Rows of output per strip of the FSS window sums (bounds the scratch memory).
 _FSS_STRIP = 128
 _OUTPUTS = ("rate", "probability", "quantiles")
 
@@ -367,8 +367,8 @@ class FSSAccumulator(Accumulator):
 
         Per field and threshold, one integral image of ``d = Ef − Eo`` and one of ``s = Ef + Eo``
         (events ``E``) serve every window size: ``Σ d²`` is the numerator and
-        ``(Σ s² + Σ d²) / 2 = Σ Cf² + Co²`` the denominator. Window sums run in strips of rows
-        so that they stay in the CPU cache.
+        ``(Σ s² + Σ d²) / 2 = Σ Cf² + Co²`` the denominator. Window sums run in strips of rows,
+        which bounds the scratch memory on large fields.
         """
         if obs.ndim not in (2, 3):
             raise SampleValidationError(f"FSS needs fields (N, H, W) or (H, W), got {obs.shape}")
