@@ -25,7 +25,14 @@ from qpebench.errors import ConfigError
 from qpebench.evaluation import ModelEvaluation, evaluate_model, metadata_strata, paired_tests
 from qpebench.leaderboard import leaderboard_markdown
 from qpebench.models import RainModel, TrainData, build_model
-from qpebench.records import SCHEMA, SCHEMA_VERSION, now_utc, provenance, write_record
+from qpebench.records import (
+    SCHEMA,
+    SCHEMA_VERSION,
+    load_record,
+    now_utc,
+    provenance,
+    write_record,
+)
 from qpebench.registry import DATASETS, MODELS, load_builtins
 from qpebench.splits import format_summary
 from qpebench.store import SampleStore, remove_store
@@ -201,8 +208,8 @@ def run_benchmark(cfg: RunConfig, log: Callable[[str], None] = print) -> RunResu
         paired = paired_tests(evaluations, cfg.evaluation)
         for name, record in pending.items():
             record["paired"] = paired[name]
-            write_record(run_dir / "records" / f"{name}.seed{seed}.json", record)
-            records.append(record)
+            path = write_record(run_dir / "records" / f"{name}.seed{seed}.json", record)
+            records.append(load_record(path))  # render what the files hold, nothing else
     markdown = leaderboard_markdown(records)
     out = cfg.leaderboard_dir / f"{cfg.split.name}.md"
     write_bytes_atomic(out, markdown.encode("utf-8"))

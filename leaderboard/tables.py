@@ -267,12 +267,14 @@ def strata_pivot(
 
 
 def stratifiers(entries: Sequence[Entry], test_set: str = ID_SET) -> list[str]:
-    """The stratifier columns the entries' records have on ``test_set``, in record order."""
-    names: dict[str, None] = {}
-    for e in entries:
-        for r in e.records:
-            names.update(dict.fromkeys(r.get("strata", {}).get(test_set, {})))
-    return list(names)
+    """The stratifier columns the entries' records have on ``test_set``, sorted.
+
+    Sorted, not in record order: a record read from its file has sorted keys, one still in
+    memory does not, and both must render the same page.
+    """
+    return sorted(
+        {c for e in entries for r in e.records for c in r.get("strata", {}).get(test_set, {})}
+    )
 
 
 def paired_vs_best(entries: Sequence[Entry], metric: str = TRANSFER_METRIC) -> pd.DataFrame:
