@@ -56,6 +56,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="configuration override, as for run (e.g. -o param_budget=150000 -o frames=2)",
     )
+    splits = sub.add_parser("splits", help="the registered splits")
+    splits_sub = splits.add_subparsers(dest="action", required=True)
+    splits_sub.add_parser("list", help="name and description of every registered split")
+    show = splits_sub.add_parser(
+        "show", help="resolve the configured split on its store: summary, domains, leakage check"
+    )
+    show.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     board = sub.add_parser("leaderboard", help="leaderboard tables from result records")
     board_sub = board.add_subparsers(dest="action", required=True)
     render = board_sub.add_parser(
@@ -228,6 +235,26 @@ def _models_list(pattern: str, as_json: bool, overrides: Sequence[str]) -> None:
         )
 
 
+def _splits(action: str, overrides: Sequence[str]) -> None:
+    from qpebench.registry import SPLITS
+    from qpebench.splits import format_summary
+
+    if action == "list":
+        for name in SPLITS.names():
+            print(f"{name}: {' '.join(SPLITS.get(name).description.split())}")
+        return
+    from qpebench.runner import prepare_store
+
+    cfg = run_config(compose_config(list(overrides)))
+    store = prepare_store(cfg.data, cfg.cache_dir, progress=cfg.progress)
+    split = cfg.split.resolve(store.metadata, patch_shape=store.patch_shape, frames=store.frames)
+    print(f"split {cfg.split.name} on {store.root} (dataset version {store.dataset_version})")
+    print(format_summary(split.summary(store.metadata)))
+    domains = split.domains()
+    print("domains: " + ", ".join(f"{k} = {v}" for k, v in domains.items()))
+    print("no shared sample, no overlapping patch at adjacent times")
+
+
 def _render(paths: Sequence[Path], out: Path | None, formats: str, title: str | None) -> None:
     from qpebench.leaderboard import leaderboard_markdown, render
 
@@ -265,6 +292,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{store.root}: {len(store)} samples, dataset version {store.dataset_version}")
         elif args.command == "models":
             _models_list(args.pattern, args.json, args.overrides)
+        elif args.command == "splits":
+            _splits(args.action, getattr(args, "overrides", []))
         elif args.command == "leaderboard":
             _render(args.paths, args.out, args.format, args.title)
         elif args.command == "evaluate-predictions":

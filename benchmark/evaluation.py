@@ -24,7 +24,7 @@ import itertools
 import math
 import zlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -75,6 +75,8 @@ class EvalSettings:
         ci_level: Confidence level of the intervals.
         ci_metrics: Metrics that get an interval (those a model does not produce are skipped).
         paired_metrics: Metrics of the paired model comparisons.
+        min_days: Fewest bootstrap blocks (days) for intervals and paired tests; a test set
+            with fewer gets none (a bootstrap over a handful of days says nothing).
     """
 
     strata: tuple[str, ...] = DEFAULT_STRATA
@@ -93,8 +95,11 @@ class EvalSettings:
         "crps",
     )
     paired_metrics: tuple[str, ...] = ("csi@1", "rmse")
+    min_days: int = 10
 
     def __post_init__(self) -> None:
+        if self.min_days < 2:
+            raise ConfigError(f"evaluation.min_days must be >= 2, got {self.min_days}")
         if self.bootstrap < 0:
             raise ConfigError(f"evaluation.bootstrap must be >= 0, got {self.bootstrap}")
         if not 0 < self.ci_level < 1:
@@ -116,16 +121,24 @@ class EvalSettings:
         for key in ("strata", "ci_metrics", "paired_metrics"):
             if key in values:
                 values[key] = tuple(str(v) for v in values[key])
-        if "bootstrap" in values:
-            values["bootstrap"] = int(values["bootstrap"])
+        for key in ("bootstrap", "min_days"):
+            if key in values:
+                values[key] = int(values[key])
         if "ci_level" in values:
             values["ci_level"] = float(values["ci_level"])
         return cls(**values)
 
 
 def sample_days(metadata: pd.DataFrame) -> npt.NDArray[np.str_]:
-    """UTC date (``YYYY-MM-DD``) of each sample's target time: the bootstrap block."""
+    """The bootstrap block of each sample: the local solar date of its target time.
+
+    Local solar time is UTC + longitude / 15 h at the patch centre, so a block runs from one
+    local midnight to the next and an afternoon storm is not cut in two (over the Americas the
+    UTC date changes during the afternoon). Without a ``lon`` column, the UTC date.
+    """
     stamps = pd.to_datetime(metadata["time"], utc=True)
+    if "lon" in metadata.columns:
+        stamps = stamps + pd.to_timedelta(metadata["lon"].to_numpy(np.float64) / 15.0, unit="h")
     return stamps.dt.strftime("%Y-%m-%d").to_numpy().astype(str)
 
 
@@ -142,8 +155,10 @@ def _day_night(metadata: pd.DataFrame) -> npt.NDArray[np.str_]:
 
 
 def _binned(values: npt.NDArray[np.float64], edges: Sequence[float], unit: str) -> npt.NDArray[Any]:
-    labels = np.array(_bin_labels(edges, unit))
-    return labels[np.clip(np.searchsorted(edges, values, side="right"), 0, len(edges) - 1)]
+    labels = np.array(_bin_labels(edges, unit), dtype=object)
+    out = labels[np.clip(np.searchsorted(edges, values, side="right"), 0, len(edges) - 1)]
+    out[~np.isfinite(values)] = "unknown"
+    return out
 
 
 def metadata_strata(metadata: pd.DataFrame, names: Sequence[str]) -> dict[str, npt.NDArray[Any]]:
@@ -247,7 +262,6 @@ class SetEvaluation:
     strata: dict[str, dict[str, npt.NDArray[np.float64]]]
     stratum_samples: dict[str, dict[str, int]]
     n_samples: int
-    pointwise: npt.NDArray[np.bool_] = field(repr=False, default_factory=lambda: np.zeros(0, bool))
 
     def day_states(self) -> tuple[list[str], npt.NDArray[np.float64]]:
         """Days in order and their states ``(D, K)``."""
@@ -314,16 +328,19 @@ def percentile_interval(values: npt.NDArray[np.float64], level: float) -> list[f
 def goodness(metric: str, values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """``values`` of ``metric`` oriented so that larger is better.
 
-    Skill scores (CSI, POD, ETS, HSS, FSS, Pearson r) as they are; errors (FAR, RMSE, MAE, Brier,
-    CRPS, distances) negated; biases as minus their distance to the ideal (0, or 1 for the
-    frequency bias).
+    Skill scores (CSI, POD, ETS, HSS, FSS, Pearson r, Brier resolution) as they are; errors (FAR,
+    RMSE, MAE, Brier and its reliability term, CRPS, pinball, distances) negated; biases and
+    quantile coverage as minus their distance to the ideal (0, 1 for the frequency bias, τ for
+    the coverage of the τ quantile).
     """
-    name = metric.split("@")[0]
+    name, _, level = metric.partition("@")
     if name in ("bias", "relative_bias"):
         return -np.abs(values)
     if name == "fbias":
         return -np.abs(values - 1.0)
-    if name.startswith(("csi", "pod", "ets", "hss", "fss", "pearson_r")):
+    if name == "coverage":  # share of observations below the τ quantile: ideal τ
+        return -np.abs(values - float(level))
+    if name.startswith(("csi", "pod", "ets", "hss", "fss", "pearson_r", "brier_resolution")):
         return values
     return -values
 
@@ -395,9 +412,7 @@ def evaluate_set(
             quantile_levels=card.quantile_levels,
         )
     )
-    pointwise = np.zeros(len(layout.families), bool)
-    for i, fam in enumerate(layout.families):
-        pointwise[i] = not isinstance(fam, FSSAccumulator)
+    pointwise = [not isinstance(fam, FSSAccumulator) for fam in layout.families]
     metadata = store.metadata.iloc[indices].reset_index(drop=True)
     days = sample_days(metadata)
     labels = metadata_strata(metadata, settings.strata)
@@ -452,7 +467,6 @@ def evaluate_set(
         strata=strata,
         stratum_samples={k: {v: n for v, n in t.items() if n} for k, t in counts.items()},
         n_samples=int(indices.size),
-        pointwise=pointwise,
     )
 
 
@@ -485,7 +499,10 @@ def evaluate_model(
         result.strata[name] = ev.stratum_scores()
         result.curves[name] = ev.curves()
         metrics = [m for m in wanted if m in scores]
-        if settings.bootstrap:
+        if settings.bootstrap and len(ev.days) < settings.min_days:
+            # too few days for a bootstrap: no interval, no paired test
+            result.intervals[name] = dict.fromkeys(m for m in settings.ci_metrics if m in scores)
+        elif settings.bootstrap:
             weights = bootstrap_weights(len(ev.days), settings.bootstrap, seed, name)
             reps = ev.replicates(weights, metrics)
             result.replicates[name] = reps

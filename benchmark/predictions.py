@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -318,6 +319,19 @@ def _cell_size(truth: _Fields) -> float:
     return min(sizes)
 
 
+def _same_crs(a: CRS, b: CRS) -> bool:
+    """Whether two CRSs are one: equal, or the same PROJ definition.
+
+    A CRS read from CF grid-mapping attributes and the same CRS from WKT (or EPSG) compare
+    unequal in pyproj (different names and identifiers) though they project identically.
+    """
+    if a == b:
+        return True
+    with warnings.catch_warnings():  # to_dict warns that a PROJ string drops information
+        warnings.simplefilter("ignore", UserWarning)
+        return bool(a.to_dict() == b.to_dict())
+
+
 def _check_grid(pred: _Fields, truth: _Fields) -> None:
     """Layout, field shape and CRS of the prediction against the truth."""
     if pred.layout != truth.layout:
@@ -329,7 +343,7 @@ def _check_grid(pred: _Fields, truth: _Fields) -> None:
         raise PredictionError(
             f"{pred.path}: grid shape (y, x) = {pred.shape} differs from the truth's {truth.shape}"
         )
-    if pred.crs != truth.crs:
+    if not _same_crs(pred.crs, truth.crs):
         raise PredictionError(
             f"{pred.path}: CRS differs from the truth's: prediction {pred.crs.name!r}, "
             f"truth {truth.crs.name!r}"

@@ -76,12 +76,79 @@ class RecordError(QpebenchError, ValueError):
     """A result record does not follow the schema."""
 
 
+def _number(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float)
+
+
 def _check_scores(source: str, where: str, scores: Any) -> None:
     if not isinstance(scores, dict):
         raise RecordError(f"{source}: {where} must map metric names to numbers")
     for name, value in scores.items():
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+        if value is not None and not _number(value):
             raise RecordError(f"{source}: {where}[{name!r}] = {value!r} is not a number")
+
+
+def _mapping(source: str, where: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise RecordError(f"{source}: {where} must be a mapping, got {type(value).__name__}")
+    return value
+
+
+def _numbers(source: str, where: str, value: Any) -> list[Any]:
+    if not isinstance(value, list) or not all(v is None or _number(v) for v in value):
+        raise RecordError(f"{source}: {where} must be a list of numbers")
+    return value
+
+
+#: What every record's nested parts must hold (key → type), checked on write and load.
+NESTED: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "split": {"name": str},
+    "dataset": {"adapter": str, "version": str},
+    "model": {"name": str, "frames": int, "bands": list, "parameters": int},
+}
+#: What version 2 adds to them.
+NESTED_V2: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "split": {"train_domain": str, "test_domains": dict},
+    "provenance": {
+        "code_version": str,
+        "commit": (str, type(None)),
+        "dirty": (bool, type(None)),
+        "packages": dict,
+        "python": str,
+        "platform": str,
+        "hardware": dict,
+    },
+}
+
+
+def _check_nested(record: dict[str, Any], source: str, spec: dict[str, Any]) -> None:
+    for part, keys in spec.items():
+        for key, kind in keys.items():
+            if key not in record[part]:
+                raise RecordError(f"{source}: {part} lacks {key!r} (of type {kind})")
+            value = record[part][key]
+            if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
+                raise RecordError(
+                    f"{source}: {part}[{key!r}] must be {kind}, got {type(value).__name__}"
+                )
+
+
+def _check_curves(source: str, test_set: str, curves: dict[str, Any]) -> None:
+    for name, curve in curves.items():
+        where = f"curves[{test_set!r}][{name!r}]"
+        curve = _mapping(source, where, curve)
+        if name == "histogram":
+            edges = _numbers(source, f"{where}['edges']", curve.get("edges"))
+            pred = _numbers(source, f"{where}['pred']", curve.get("pred"))
+            obs = _numbers(source, f"{where}['obs']", curve.get("obs"))
+            if len(pred) != len(obs) or len(edges) not in (len(obs), len(obs) + 1):
+                raise RecordError(f"{source}: {where}: edges and counts do not fit together")
+        elif name.startswith("reliability@"):
+            keys = ("forecast_mean", "observed_frequency", "count")
+            lists = [_numbers(source, f"{where}[{k!r}]", curve.get(k)) for k in keys]
+            bins = _numbers(source, f"{where}['bins']", curve.get("bins"))
+            if {len(v) for v in lists} != {len(bins) - 1}:
+                raise RecordError(f"{source}: {where}: one value per bin expected")
 
 
 def _check_v2(record: dict[str, Any], source: str) -> None:
@@ -90,37 +157,48 @@ def _check_v2(record: dict[str, Any], source: str) -> None:
         extra = set(record[key]) - test_sets
         if extra:
             raise RecordError(f"{source}: {key} names test sets {sorted(extra)} without metrics")
+    _check_nested(record, source, NESTED_V2)
+    _mapping(source, "split['test_domains']", record["split"]["test_domains"])
     for test_set, intervals in record["intervals"].items():
-        for metric, ci in intervals.items():
+        for metric, ci in _mapping(source, f"intervals[{test_set!r}]", intervals).items():
             ok = ci is None or (
-                isinstance(ci, list)
-                and len(ci) == 2
-                and all(isinstance(v, int | float) for v in ci)
-                and ci[0] <= ci[1]
+                isinstance(ci, list) and len(ci) == 2 and all(map(_number, ci)) and ci[0] <= ci[1]
             )
             if not ok:
                 raise RecordError(f"{source}: intervals[{test_set!r}][{metric!r}] = {ci!r}")
     for test_set, by_column in record["strata"].items():
-        for column, by_value in by_column.items():
-            if not isinstance(by_value, dict):
-                raise RecordError(f"{source}: strata[{test_set!r}][{column!r}] must be a mapping")
-            for value, scores in by_value.items():
-                _check_scores(source, f"strata[{test_set!r}][{column!r}][{value!r}]", scores)
+        for column, by_value in _mapping(source, f"strata[{test_set!r}]", by_column).items():
+            where = f"strata[{test_set!r}][{column!r}]"
+            for value, scores in _mapping(source, where, by_value).items():
+                _check_scores(source, f"{where}[{value!r}]", scores)
+    for test_set, curves in record["curves"].items():
+        _check_curves(source, test_set, _mapping(source, f"curves[{test_set!r}]", curves))
     for test_set, example in record["examples"].items():
+        example = _mapping(source, f"examples[{test_set!r}]", example)
         for key in ("ir108", "truth", "pred"):
             decode_field(example.get(key), f"{source}: examples[{test_set!r}][{key!r}]")
     for test_set, others in record["paired"].items():
-        for other, by_metric in others.items():
-            for metric, test in by_metric.items():
-                if not isinstance(test, dict) or not {"diff", "ci", "p_value"} <= set(test):
+        for other, by_metric in _mapping(source, f"paired[{test_set!r}]", others).items():
+            where = f"paired[{test_set!r}][{other!r}]"
+            for metric, test in _mapping(source, where, by_metric).items():
+                test = _mapping(source, f"{where}[{metric!r}]", test)
+                p_value, diff, ci = test.get("p_value"), test.get("diff"), test.get("ci")
+                ok = (
+                    {"diff", "ci", "p_value"} <= set(test)
+                    and _number(p_value)
+                    and 0 < float(p_value or 0) <= 1
+                    and (diff is None or _number(diff))
+                    and (ci is None or (isinstance(ci, list) and len(ci) == 2))
+                )
+                if not ok:
                     raise RecordError(
-                        f"{source}: paired[{test_set!r}][{other!r}][{metric!r}] needs diff, ci "
-                        "and p_value"
+                        f"{source}: {where}[{metric!r}] needs diff (number), ci ([lo, hi]) "
+                        f"and p_value in (0, 1], got {test!r}"
                     )
 
 
 def validate_record(record: dict[str, Any], source: str = "record") -> dict[str, Any]:
-    """Check a record's schema, keys and types.
+    """Check a record's schema, keys and types, down to what rendering reads.
 
     Raises:
         RecordError: Naming the source and the first problem.
@@ -140,9 +218,10 @@ def validate_record(record: dict[str, Any], source: str = "record") -> dict[str,
             raise RecordError(f"{source}: {key!r} must be {kind}, got {type(record[key]).__name__}")
     for test_set, scores in record["metrics"].items():
         _check_scores(source, f"metrics[{test_set!r}]", scores)
-    for key in ("name", "frames", "bands", "parameters"):
-        if key not in record["model"]:
-            raise RecordError(f"{source}: model card lacks {key!r}")
+    _check_nested(record, source, NESTED)
+    for name, value in record["runtime_s"].items():
+        if not _number(value):
+            raise RecordError(f"{source}: runtime_s[{name!r}] = {value!r} is not a number")
     if version >= 2:
         _check_v2(record, source)
     return record
@@ -184,6 +263,8 @@ def decode_field(obj: Any, source: str = "field") -> npt.NDArray[np.float64]:
     keys = {"encoding", "shape", "scale", "offset", "data"}
     if not isinstance(obj, dict) or not keys <= set(obj) or obj["encoding"] != FIELD_ENCODING:
         raise RecordError(f"{source}: not a {FIELD_ENCODING} field")
+    if not isinstance(obj["shape"], list) or len(obj["shape"]) != 2:
+        raise RecordError(f"{source}: a field is 2-D, got shape {obj['shape']!r}")
     try:
         raw = zlib.decompress(base64.b64decode(obj["data"], validate=True))
         counts = np.frombuffer(raw, "<u2").reshape([int(n) for n in obj["shape"]])
@@ -266,7 +347,7 @@ def provenance(device: str) -> dict[str, Any]:
         except PackageNotFoundError:
             packages[name] = None
     commit = _git("rev-parse", "HEAD")
-    status = _git("status", "--porcelain", "--untracked-files=no")
+    status = _git("status", "--porcelain")  # untracked files count: they may be code
     hardware: dict[str, Any] = {
         "machine": platform.machine(),
         "processor": platform.processor(),

@@ -396,23 +396,63 @@ class SplitSpec:
         """
         table = _Table(metadata, self.name)
         sets = {key: self._select(table, key, flt) for key, flt in self.filters().items()}
+        self._check_shared(sets)  # before the buffer, which would hide overlapping filters
         dropped = self._buffer(table, sets) if self.temporal_buffer_hours > 0 else {}
         for key, idx in sets.items():
             if idx.size == 0:
                 lost = dropped.get(key, 0)
                 why = f" ({lost} dropped by the temporal buffer)" if lost else ""
                 raise SplitError(f"split {self.name!r}: set {key!r} selects no sample{why}")
-        self._check_shared(sets)
+        n_frames = 1 if frames is None else int(frames)
+        if n_frames < 1:
+            raise SplitError(f"split {self.name!r}: frames must be positive, got {frames}")
         if patch_shape is not None:
             h, w = (int(s) for s in patch_shape)
-            n_frames = 1 if frames is None else int(frames)
-            if h < 1 or w < 1 or n_frames < 1:
-                raise SplitError(
-                    f"split {self.name!r}: patch_shape {patch_shape} and frames {frames} must "
-                    "be positive"
-                )
+            if h < 1 or w < 1:
+                raise SplitError(f"split {self.name!r}: patch_shape {patch_shape} must be positive")
             self._check_patches(table, sets, (h, w), n_frames)
+        if "frame_step_s" in metadata.columns:
+            self._check_adjacent_times(table, sets, n_frames)
         return ResolvedSplit(spec=self, sets=sets, dropped_by_buffer=dropped)
+
+    def _check_adjacent_times(self, table: _Table, sets: dict[str, I64], frames: int) -> None:
+        """Refuse samples of two sets in one region whose input windows touch in time.
+
+        Anywhere in the region, not only on overlapping patches: successive images of one
+        weather system are not independent. With a temporal buffer longer than the input
+        window nothing is left to refuse; with ``temporal_buffer_hours: 0`` this is the guard.
+        """
+        table.require(("region",), "the adjacent-times check")
+        md = table.metadata
+        reach = int(frames * md["frame_step_s"].to_numpy(np.int64).max())
+        region = pd.factorize(md["region"])[0].astype(np.int64)
+        keys = _composite(region, table.seconds(), reach)
+        names = list(sets)
+        for k in range(1, len(names)):
+            earlier = np.concatenate([sets[n] for n in names[:k]])
+            order = np.argsort(keys[earlier], kind="stable")
+            reference = keys[earlier][order]
+            later = sets[names[k]]
+            near = ~_far_from(keys[later], reference, reach + 1)
+            if not near.any():
+                continue
+            j = int(later[np.flatnonzero(near)[0]])
+            pos = np.searchsorted(reference, keys[j])
+            cands = [p for p in (pos - 1, pos) if 0 <= p < reference.size]
+            best = min(cands, key=lambda p: abs(int(reference[p]) - int(keys[j])))
+            i = int(earlier[order[best]])
+            owner = next(n for n in names[:k] if i in set(sets[n].tolist()))
+            stamps = pd.to_datetime(table.seconds()[[i, j]], unit="s", utc=True)
+            gap_min = abs(int(keys[i]) - int(keys[j])) / 60
+            raise SplitLeakageError(
+                f"split {self.name!r}: sets {owner!r} and {names[k]!r} hold adjacent times in "
+                f"region {md['region'].iloc[i]!r}: sample {i} "
+                f"({stamps[0].strftime('%Y-%m-%dT%H:%M:%SZ')}) and sample {j} "
+                f"({stamps[1].strftime('%Y-%m-%dT%H:%M:%SZ')}), {gap_min:g} min apart, within "
+                f"the input window of {reach / 60:g} min; {int(near.sum())} samples of "
+                f"{names[k]!r} are that close to an earlier set. Set temporal_buffer_hours "
+                "(at least the input window) to separate the sets."
+            )
 
     def _select(self, table: _Table, where: str, flt: Filter) -> I64:
         mask = np.ones(len(table.metadata), bool)

@@ -98,15 +98,27 @@ def measure(update: Callable[[Batch], None], n: int, size: int, block: int) -> f
     return seconds
 
 
-def peak_memory(update: Callable[[Batch], None], n: int, size: int, block: int) -> int:
-    """The peak traced memory of ``update`` above the data itself, over ``n`` fields."""
+def peak_memory(update: Callable[[Batch], None], n: int, size: int, block: int) -> tuple[int, int]:
+    """Memory of ``update`` over ``n`` fields, traced over the whole run.
+
+    Returns:
+        The largest extra memory of one update above what was allocated before it (the block
+        of fields included), and the memory still held after the last block is freed: both
+        must not grow with ``n`` (a leak shows in the second).
+    """
+    tracemalloc.start()
     peak = 0
-    for batch in fields(n, size, block):
-        tracemalloc.start()
-        update(batch)
-        peak = max(peak, tracemalloc.get_traced_memory()[1])
+    try:
+        for batch in fields(n, size, block):
+            tracemalloc.reset_peak()
+            before = tracemalloc.get_traced_memory()[0]
+            update(batch)
+            peak = max(peak, tracemalloc.get_traced_memory()[1] - before)
+            del batch
+        held = tracemalloc.get_traced_memory()[0]
+    finally:
         tracemalloc.stop()
-    return peak
+    return peak, held
 
 
 def main() -> None:
@@ -133,7 +145,7 @@ def main() -> None:
         total["theirs"] += t_theirs
         print(
             f"{kind:<12} {mpix / t_ours:>7.1f} Mp/s {mpix / t_theirs:>7.1f} Mp/s "
-            f"{t_theirs / t_ours:>5.1f}× {m_ours / 2**20:>8.0f} {m_theirs / 2**20:>10.0f}"
+            f"{t_theirs / t_ours:>5.1f}× {m_ours[0] / 2**20:>8.0f} {m_theirs[0] / 2**20:>10.0f}"
         )
     print(
         f"{'full set':<12} {mpix / total['ours']:>7.1f} Mp/s {mpix / total['theirs']:>7.1f} Mp/s "
@@ -141,13 +153,17 @@ def main() -> None:
     )
     t_hist = measure(ours("histogram"), args.fields, args.size, args.block)
     m_hist = peak_memory(ours("histogram"), n_mem, args.size, args.block)
-    print(f"{'histogram':<12} {mpix / t_hist:>7.1f} Mp/s {'—':>12} {'':>6} {m_hist / 2**20:>8.0f}")
-    quarter = max(args.fields // 4, args.block)
-    flat = [peak_memory(ours("fss"), n, args.size, args.block) for n in (quarter, args.fields)]
     print(
-        f"peak extra memory of ours (FSS), {quarter} vs {args.fields} fields: "
-        f"{flat[0] / 2**20:.0f} vs {flat[1] / 2**20:.0f} MB"
+        f"{'histogram':<12} {mpix / t_hist:>7.1f} Mp/s {'—':>12} {'':>6} {m_hist[0] / 2**20:>8.0f}"
     )
+    quarter = max(args.fields // 4, args.block)
+    for kind in ("categorical", "continuous", "fss", "histogram"):
+        flat = [peak_memory(ours(kind), n, args.size, args.block) for n in (quarter, args.fields)]
+        print(
+            f"ours ({kind}), {quarter} vs {args.fields} fields: peak extra "
+            f"{flat[0][0] / 2**20:.1f} vs {flat[1][0] / 2**20:.1f} MB, held after the run "
+            f"{flat[0][1] / 2**10:.0f} vs {flat[1][1] / 2**10:.0f} kB"
+        )
 
 
 if __name__ == "__main__":

@@ -184,13 +184,24 @@ class Board:
         return [e for e in self.entries if e.split == split]
 
 
-def _key(record: dict[str, Any]) -> tuple[str, str, str, str]:
+def _key(record: dict[str, Any]) -> tuple[str, str, str, str, str]:
+    """(split, model, model configuration, dataset version, split definition): a board row.
+
+    The model configuration is the model's, less its seed (the transfer matrix matches it
+    across splits); the split definition (its configuration and set sizes) keeps records of an
+    edited split that kept its name from being averaged as seeds of one row.
+    """
     config = json.dumps(_strip_seed(record.get("model_config", {})), sort_keys=True)
+    definition = {
+        "split": record.get("config", {}).get("split"),
+        "sizes": record["split"].get("sizes"),
+    }
     return (
         str(record["split"]["name"]),
         str(record["model"]["name"]),
         config,
         str(record["dataset"]["version"]),
+        json.dumps(definition, sort_keys=True),
     )
 
 
@@ -217,17 +228,34 @@ def group_records(records: Sequence[dict[str, Any]]) -> Board:
     """Group ``records`` over seeds.
 
     Two records of one configuration with the same seed are one result run twice: the newer
-    (``created``, then ``run_id``) is kept and a note names the one left out.
+    (``created``, then ``run_id``) is kept and a note names the one left out. A record whose
+    model is not causal is kept off the board, and one from a dirty tree is kept and named,
+    each with a note (``leaderboard/RULES.md``).
 
     Raises:
         RecordError: No record.
     """
     if not records:
         raise RecordError("no result record to render")
-    groups: dict[tuple[str, str, str, str], list[dict[str, Any]]] = {}
-    for record in records:
-        groups.setdefault(_key(record), []).append(record)
+    groups: dict[tuple[str, str, str, str, str], list[dict[str, Any]]] = {}
     notes = []
+    for record in records:
+        where = f"{record['model']['name']} on {record['split']['name']}, seed {record['seed']}"
+        if record["model"].get("causal", True) is False:
+            notes.append(
+                f"{where}: run {record['run_id']} kept off the board (its inputs include frames "
+                "after the target time; leaderboard/RULES.md 10)"
+            )
+            continue
+        prov = record.get("provenance", {})
+        if prov.get("dirty"):
+            notes.append(
+                f"{where}: ran on commit {str(prov.get('commit'))[:12]} with uncommitted changes "
+                "(leaderboard/RULES.md 14)"
+            )
+        groups.setdefault(_key(record), []).append(record)
+    if not groups:
+        raise RecordError("every record was kept off the board: " + "; ".join(notes))
     for key, members in groups.items():
         by_seed: dict[int, dict[str, Any]] = {}
         for rec in sorted(members, key=lambda r: (str(r["created"]), str(r["run_id"]))):
@@ -239,7 +267,7 @@ def group_records(records: Sequence[dict[str, Any]]) -> Board:
                 )
             by_seed[seed] = rec
         groups[key] = [by_seed[s] for s in sorted(by_seed)]
-    labels: dict[tuple[str, str, str, str], str] = {}
+    labels: dict[tuple[str, str, str, str, str], str] = {}
     for split in dict.fromkeys(k[0] for k in groups):
         keys = [k for k in groups if k[0] == split]
         items = [(k[1], int(groups[k][0]["model"]["frames"]), "\0".join(k)) for k in keys]

@@ -282,7 +282,8 @@ def paired_vs_best(entries: Sequence[Entry], metric: str = TRANSFER_METRIC) -> p
 
     The best entry of a test set has the highest mean ``metric``; a cell holds
     ``best − this`` and the paired test's p-value for "best beats this" (largest over seeds),
-    read from the best entry's records. Empty when no record has ``paired``.
+    read from the best entry's records of the runs and seeds this entry shares with it (a
+    comparison names its partner by model name within one run). Empty when none applies.
     """
     test_sets = ordered_sets(s for e in entries for s in e.test_sets)
     rows: dict[str, dict[str, Any]] = {e.label: {"model": e.label} for e in entries}
@@ -297,9 +298,13 @@ def paired_vs_best(entries: Sequence[Entry], metric: str = TRANSFER_METRIC) -> p
             if e is best:
                 rows[e.label][header] = "best"
                 continue
+            # a comparison names its partner within the run: use it only where this entry's
+            # record of the same seed comes from that run (not another configuration's)
+            partners = {(r["run_id"], r["seed"]) for r in e.records}
             tests = [
                 r.get("paired", {}).get(test_set, {}).get(e.model, {}).get(metric)
                 for r in best.records
+                if (r["run_id"], r["seed"]) in partners
             ]
             tests = [t for t in tests if isinstance(t, dict) and t.get("p_value") is not None]
             if not tests:

@@ -200,3 +200,16 @@ def test_evaluate_predictions_text_json_and_refusal(tmp_path, capsys, tiny_store
     bad = ["evaluate-predictions", "--pred", str(tmp_path / "pred_m.nc"), "--truth", str(truth)]
     err = one_error_line(capsys, bad)
     assert "pred_m.nc" in err and "m h-1" in err
+
+
+def test_splits_list_and_show(tmp_path, capsys):
+    assert main(["splits", "list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("synthetic_europe_to_all", "synthetic_conus_to_all", "europe_to_conus"):
+        assert f"\n{name}: " in f"\n{out}"
+    argv = ["splits", "show", *tiny_overrides(tmp_path, "split=synthetic_conus_to_all")]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "split synthetic_conus_to_all on" in out and "ood_test/europe" in out
+    assert "train = conus" in out and "ood_test/europe = europe" in out
+    assert "rain_fraction" in out and "dropped_by_buffer" in out

@@ -215,3 +215,49 @@ def test_goodness_orientation():
     assert goodness("rmse", v).tolist() == [-0.5, -1.5]
     assert goodness("fbias@1", v).tolist() == [-0.5, -0.5]
     assert goodness("bias", np.array([-0.2, 0.1])).tolist() == [-0.2, -0.1]
+    assert goodness("coverage@0.9", np.array([0.8, 0.9])).tolist() == pytest.approx([-0.1, 0.0])
+    assert goodness("brier_resolution@1", v).tolist() == [0.5, 1.5]
+    assert goodness("crps", v).tolist() == [-0.5, -1.5]
+
+
+def test_missing_viewing_angle_is_its_own_stratum(tiny_store):
+    md = tiny_store.metadata.head(3).copy()
+    md.loc[md.index[0], "vza"] = float("nan")
+    labels = metadata_strata(md, ["vza"])["vza"]
+    assert labels[0] == "unknown" and "deg" in labels[1]
+
+
+def test_bootstrap_blocks_are_local_solar_days():
+    import pandas as pd
+
+    md = pd.DataFrame(
+        {
+            "time": ["2024-06-01T22:00:00Z", "2024-06-02T01:00:00Z", "2024-06-02T03:00:00Z"],
+            "lon": [-100.0, -100.0, 15.0],
+        }
+    )
+    # 22:00 and 01:00 UTC are 15:20 and 18:20 local solar time at 100° W: one afternoon
+    assert sample_days(md).tolist() == ["2024-06-01", "2024-06-01", "2024-06-02"]
+    assert sample_days(md.drop(columns="lon")).tolist() == [
+        "2024-06-01",
+        "2024-06-02",
+        "2024-06-02",
+    ]
+
+
+def test_too_few_days_give_no_interval_and_no_paired_test(tiny_store, gpi):
+    idx = np.flatnonzero(tiny_store.metadata["region"].to_numpy() == "india").astype(np.int64)
+    n_days = np.unique(sample_days(tiny_store.metadata.iloc[idx])).size
+    zero = build_model("zero_rain", frames=1, bands=["IR10.8"])
+    settings = EvalSettings(strata=(), bootstrap=100, min_days=n_days + 1)
+    evs = {
+        m.card.name: evaluate_model(m, tiny_store, {"ood_test/india": idx}, settings, seed=0)
+        for m in (gpi, zero)
+    }
+    assert evs["gpi"].intervals["ood_test/india"]["csi@1"] is None
+    assert paired_tests(evs, settings)["gpi"] == {}
+    enough = EvalSettings(strata=(), bootstrap=100, min_days=n_days)
+    ev = evaluate_model(gpi, tiny_store, {"ood_test/india": idx}, enough, seed=0)
+    assert ev.intervals["ood_test/india"]["csi@1"] is not None
+    with pytest.raises(ConfigError, match="min_days"):
+        EvalSettings(min_days=1)

@@ -483,3 +483,18 @@ def test_target_attribute_is_just_data(pair, tmp_path: Path) -> None:
         assert ds["rain_rate"].attrs["_target_"] == "os.system"
     assert_same_scores(evaluate_predictions(p, t), direct_scores(pred, truth))
     assert not (Path.cwd() / "pwned").exists()
+
+
+def test_crs_given_as_cf_attributes_only_matches_the_same_crs_in_wkt(pair, tmp_path: Path) -> None:
+    p, t, pred, truth, _ = pair
+
+    def cf_only(ds: xr.Dataset) -> xr.Dataset:
+        attrs = {k: v for k, v in ds["crs"].attrs.items() if k not in ("crs_wkt", "spatial_ref")}
+        ds["crs"].attrs = attrs
+        return ds
+
+    cf = rewrite(p, tmp_path / "cf.nc", cf_only)
+    with xr.open_dataset(cf, engine="h5netcdf") as ds:
+        assert "crs_wkt" not in ds["crs"].attrs and "grid_mapping_name" in ds["crs"].attrs
+        assert CRS.from_cf(dict(ds["crs"].attrs)) != LAEA  # pyproj alone calls them different
+    assert_same_scores(evaluate_predictions(cf, t), direct_scores(pred, truth))

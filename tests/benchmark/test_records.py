@@ -47,7 +47,15 @@ def v2_record() -> dict:
         "dataset": {"adapter": "synthetic", "version": "v"},
         "seed": 0,
         "training": {},
-        "provenance": {},
+        "provenance": {
+            "code_version": "0.1.0",
+            "commit": "0" * 40,
+            "dirty": False,
+            "packages": {"numpy": "2"},
+            "python": "3.11",
+            "platform": "linux",
+            "hardware": {"cpu_count": 2},
+        },
         "runtime_s": {},
     }
 
@@ -86,9 +94,38 @@ def test_nan_and_numpy_values_become_json(tmp_path):
             lambda r: r["examples"]["id_test"]["truth"].update({"data": "AAAA"}),
             "does not decode",
         ),
-        (lambda r: r["paired"]["id_test"]["other"]["csi@1"].pop("p_value"), "needs diff, ci"),
+        (
+            lambda r: r["paired"]["id_test"]["other"]["csi@1"].pop("p_value"),
+            "needs diff .number., ci",
+        ),
         (lambda r: r["metrics"]["id_test"].update({"csi@1": True}), "is not a number"),
         (lambda r: r.update({"schema_version": 1}), "written as schema version 2"),
+        (lambda r: r["split"].pop("name"), "split lacks 'name'"),
+        (lambda r: r["dataset"].pop("version"), "dataset lacks 'version'"),
+        (lambda r: r["model"].update({"parameters": "many"}), r"model\['parameters'\] must be"),
+        (lambda r: r["model"].update({"frames": True}), r"model\['frames'\] must be"),
+        (lambda r: r["provenance"].pop("commit"), "provenance lacks 'commit'"),
+        (lambda r: r["provenance"].update({"packages": []}), r"provenance\['packages'\]"),
+        (lambda r: r["runtime_s"].update({"fit": "slow"}), "is not a number"),
+        (lambda r: r["strata"].update({"id_test": []}), r"strata\['id_test'\] must be a mapping"),
+        (lambda r: r["intervals"].update({"id_test": [0.1, 0.2]}), "must be a mapping"),
+        (
+            lambda r: r["paired"]["id_test"]["other"]["csi@1"].update({"p_value": 7}),
+            r"p_value in \(0, 1\]",
+        ),
+        (
+            lambda r: r["paired"]["id_test"]["other"]["csi@1"].update({"p_value": "abc"}),
+            r"p_value in \(0, 1\]",
+        ),
+        (
+            lambda r: r["curves"]["id_test"]["histogram"].update({"obs": [1, 2, 3]}),
+            "edges and counts do not fit",
+        ),
+        (lambda r: r["curves"]["id_test"].update({"histogram": [1]}), "must be a mapping"),
+        (
+            lambda r: r["examples"]["id_test"]["pred"].update({"shape": [2, 2, 5]}),
+            "a field is 2-D",
+        ),
         (lambda r: r.update({"schema_version": 7}), "schema version 7"),
     ],
 )

@@ -82,7 +82,15 @@ def fabricate(
         "dataset": {"adapter": "synthetic", "version": "abc123", "store": "/tmp/x"},
         "seed": seed,
         "training": {},
-        "provenance": {"commit": "0" * 40},
+        "provenance": {
+            "code_version": "0.1.0",
+            "commit": "0" * 40,
+            "dirty": False,
+            "packages": {"numpy": "2"},
+            "python": "3.11",
+            "platform": "linux",
+            "hardware": {"cpu_count": 2},
+        },
         "runtime_s": {"fit": 1.0, "evaluate": 1.0},
     }
     if version == 1:

@@ -98,6 +98,7 @@ def test_markdown_v2_sections(records_v2):
 def test_markdown_paired_comparisons_against_the_best(make_record):
     good = make_record("good", 0)
     weak = make_record("weak", 0)
+    good["run_id"] = weak["run_id"] = "run-1"  # compared within one run
     good["metrics"]["id_test"]["csi@1"], weak["metrics"]["id_test"]["csi@1"] = 0.6, 0.4
     good["paired"] = {
         "id_test": {"weak": {"csi@1": {"diff": 0.2, "ci": [0.1, 0.3], "p_value": 0.004}}}
@@ -109,9 +110,39 @@ def test_markdown_paired_comparisons_against_the_best(make_record):
     section = text[text.index("## Paired comparisons (CSI@1)") :]
     assert "| model | ID (best: good) |" in section
     assert "| good | best |" in section and "| weak | +0.200 (p 0.004) |" in section
+    # the same model in another configuration and run: the comparison is not its own
+    other = make_record("weak", 0, frames=4)
+    other["metrics"]["id_test"]["csi@1"] = 0.3
+    text = markdown(group_records([good, weak, other]))
+    section = text[text.index("## Paired comparisons (CSI@1)") :]
+    assert "| weak (1 fr.) | +0.200 (p 0.004) |" in section and "| weak (4 fr.) | – |" in section
 
 
 def test_markdown_v1_keeps_the_old_layout(records_v1):
     text = markdown(group_records(records_v1))
     assert text.startswith("# europe_to_all\n\nTrain on europe")
     assert "## Detail" in text and "Strata" not in text and "Transfer" not in text
+
+
+def test_dirty_and_non_causal_records_are_named(make_record):
+    clean = make_record("clean", 0)
+    dirty = make_record("dirty", 0)
+    dirty["provenance"] = {"commit": "0123456789abcdef", "dirty": True}
+    peeking = make_record("peeking", 0)
+    peeking["model"]["causal"] = False
+    board = group_records([clean, dirty, peeking])
+    assert [e.model for e in board.entries] == ["clean", "dirty"]
+    text = markdown(board)
+    assert "dirty on europe_to_all, seed 0" in text and "0123456789ab with uncommitted" in text
+    assert "peeking on europe_to_all, seed 0" in text and "kept off the board" in text
+    assert "| peeking |" not in text
+
+
+def test_records_of_an_edited_split_are_not_pooled_as_seeds(make_record):
+    first = make_record("static_cnn", 0)
+    edited = make_record("static_cnn", 1)
+    edited["split"]["sizes"] = {**edited["split"]["sizes"], "id_test": 999}
+    board = group_records([first, edited])
+    assert len(board.entries) == 2 and all(len(e.records) == 1 for e in board.entries)
+    assert len({e.label for e in board.entries}) == 2
+    assert len(group_records([first, make_record("static_cnn", 1)]).entries) == 1
