@@ -63,7 +63,13 @@ def test_run_end_to_end_is_reproducible(tmp_path, capsys):
     # same seed and config: same numbers, same page; a new run is a new record
     assert main(argv) == 0
     assert (tmp_path / "board" / "synthetic_europe_to_all.md").read_text() == first
-    assert len(list((tmp_path / "runs").iterdir())) == 2
+    runs = sorted((tmp_path / "runs").iterdir())
+    assert len(runs) == 2
+    for path in sorted((runs[0] / "records").glob("*.json")):
+        again = load_record(runs[1] / "records" / path.name)
+        first_record = load_record(path)
+        for key in ("metrics", "intervals", "strata", "curves", "examples", "paired", "model"):
+            assert again[key] == first_record[key], (path.name, key)
     # render from the records only
     capsys.readouterr()
     assert main(["leaderboard", "render", str(runs[0])]) == 0
