@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
@@ -15,7 +16,7 @@ from qpebench.leaderboard.aggregate import group_records
 from qpebench.leaderboard.page import page
 from qpebench.records import RecordError
 
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM = Path(shutil.which("chromium") or "/usr/bin/chromium")
 VOID = {"meta", "img", "br", "hr", "link", "input"}
 
 
