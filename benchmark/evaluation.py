@@ -1,7 +1,8 @@
 """Evaluate a model on a test set: pooled scores, strata, day-block bootstrap and paired tests.
 
 Every sample's metric state (the linear sums and counts of each accumulator, see
-:meth:`qpebench.metrics.Accumulator.state`) is added into the table of its UTC **day** and into
+:meth:`qpebench.metrics.Accumulator.state`) is added into the table of its local solar **day**
+(:func:`sample_days`) and into
 the table of its value in every sample-level **stratum** (season, day/night, local-hour bin,
 viewing-angle bin, observed rain regime, or any categorical metadata column). Pooled scores are the
 sum of the day tables; a stratum's scores are its table's. Memory grows with the number of days
@@ -13,7 +14,8 @@ separately for the valid pixels in each IR10.8 brightness-temperature bin of the
 **Uncertainty.** Block bootstrap over whole days (neighbouring samples of one day share weather,
 so days, not samples, are the independent units): each replicate draws the set's days with
 replacement; its state is the count-weighted sum of the day tables, which is exact because states
-are linear. The percentile interval of the replicates is the confidence interval. Paired tests
+are linear. The percentile interval of the replicates is the confidence interval (none for a
+set of fewer than ``min_days`` days). Paired tests
 draw the **same** days for both models (:func:`bootstrap_weights` is seeded by the run seed and
 the test-set name) and report the share of replicates in which model A is not better than B.
 """

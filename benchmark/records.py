@@ -57,6 +57,16 @@ REQUIRED_V2: dict[str, type | tuple[type, ...]] = {
     "examples": dict,
     "paired": dict,
 }
+#: What the dirty flag of a record looks at (git pathspecs, from the repository root).
+CODE_PATHS = (
+    ":/benchmark",
+    ":/datasets",
+    ":/baselines",
+    ":/leaderboard/*.py",
+    ":/pyproject.toml",
+    ":/Makefile",
+    ":/tools",
+)
 PACKAGES = (
     "qpebench",
     "numpy",
@@ -347,7 +357,9 @@ def provenance(device: str) -> dict[str, Any]:
         except PackageNotFoundError:
             packages[name] = None
     commit = _git("rev-parse", "HEAD")
-    status = _git("status", "--porcelain")  # untracked files count: they may be code
+    # code and packaging only (untracked files there count: they may be code); outputs such as
+    # leaderboard/results/ or a rendered board/ folder do not make a run dirty
+    status = _git("status", "--porcelain", "--", *CODE_PATHS)
     hardware: dict[str, Any] = {
         "machine": platform.machine(),
         "processor": platform.processor(),

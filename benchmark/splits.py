@@ -411,7 +411,7 @@ class SplitSpec:
             if h < 1 or w < 1:
                 raise SplitError(f"split {self.name!r}: patch_shape {patch_shape} must be positive")
             self._check_patches(table, sets, (h, w), n_frames)
-        if "frame_step_s" in metadata.columns:
+        if "frame_step_s" in metadata.columns or self.temporal_buffer_hours == 0:
             self._check_adjacent_times(table, sets, n_frames)
         return ResolvedSplit(spec=self, sets=sets, dropped_by_buffer=dropped)
 
@@ -420,9 +420,10 @@ class SplitSpec:
 
         Anywhere in the region, not only on overlapping patches: successive images of one
         weather system are not independent. With a temporal buffer longer than the input
-        window nothing is left to refuse; with ``temporal_buffer_hours: 0`` this is the guard.
+        window nothing is left to refuse; with ``temporal_buffer_hours: 0`` this is the guard,
+        and it then needs the ``frame_step_s`` column.
         """
-        table.require(("region",), "the adjacent-times check")
+        table.require(("region", "frame_step_s"), "the adjacent-times check")
         md = table.metadata
         reach = int(frames * md["frame_step_s"].to_numpy(np.int64).max())
         region = pd.factorize(md["region"])[0].astype(np.int64)
@@ -451,7 +452,7 @@ class SplitSpec:
                 f"({stamps[1].strftime('%Y-%m-%dT%H:%M:%SZ')}), {gap_min:g} min apart, within "
                 f"the input window of {reach / 60:g} min; {int(near.sum())} samples of "
                 f"{names[k]!r} are that close to an earlier set. Set temporal_buffer_hours "
-                "(at least the input window) to separate the sets."
+                "(longer than the input window) to separate the sets."
             )
 
     def _select(self, table: _Table, where: str, flt: Filter) -> I64:

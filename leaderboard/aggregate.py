@@ -1,7 +1,8 @@
 """Result records grouped over seeds: one :class:`Entry` per model configuration.
 
-Records that differ only in their seed (same split name, model name, model configuration less
-any ``seed`` key, and dataset version) form one entry; every score of an entry is a
+Records that differ only in their seed (same split name and definition — its filters, buffer and
+set sizes, not its description —, model name, model configuration less any ``seed`` key, and
+dataset version) form one entry; every score of an entry is a
 :class:`Stat`: the mean over seeds, the sample standard deviation (``ddof=1``) and the number of
 seeds with a value. With one seed the 95 % confidence interval of the record's ``intervals``
 (schema v2) is kept instead. Nothing here computes a metric from data: every number comes from
@@ -188,14 +189,15 @@ def _key(record: dict[str, Any]) -> tuple[str, str, str, str, str]:
     """(split, model, model configuration, dataset version, split definition): a board row.
 
     The model configuration is the model's, less its seed (the transfer matrix matches it
-    across splits); the split definition (its configuration and set sizes) keeps records of an
-    edited split that kept its name from being averaged as seeds of one row.
+    across splits); the split definition (its configuration less the description, and the set
+    sizes) keeps records of an edited split that kept its name from being averaged as seeds of
+    one row.
     """
     config = json.dumps(_strip_seed(record.get("model_config", {})), sort_keys=True)
-    definition = {
-        "split": record.get("config", {}).get("split"),
-        "sizes": record["split"].get("sizes"),
+    split = {
+        k: v for k, v in (record.get("config", {}).get("split") or {}).items() if k != "description"
     }
+    definition = {"split": split, "sizes": record["split"].get("sizes")}
     return (
         str(record["split"]["name"]),
         str(record["model"]["name"]),

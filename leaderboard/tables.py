@@ -188,36 +188,47 @@ def strata_table(entries: Sequence[Entry]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["model", "test_set", "column", "value", *STRATUM_METRICS])
 
 
+def _partners(entries: Sequence[Entry]) -> dict[tuple[str, int, str], str]:
+    """(run id, seed, model name) → the label of the entry holding that record.
+
+    A record's ``paired`` names the other models of its own run and seed; this maps such a name
+    to the board row it belongs to.
+    """
+    return {
+        (str(r["run_id"]), int(r["seed"]), e.model): e.label for e in entries for r in e.records
+    }
+
+
 def paired_table(entries: Sequence[Entry]) -> pd.DataFrame:
     """Paired comparisons (``paired``, schema v2): difference, its CI and p-value per seed pool.
 
-    ``diff`` is a :class:`Stat` over seeds (with the record's interval for one seed); ``p``
-    (text) is the largest p-value over the seeds, so a claim holds for every seed. Empty when no
-    record has ``paired``.
+    Each comparison is attributed to the board row of its partner (the record of the same run
+    and seed); one whose partner is not on the board is left out. ``diff`` is a :class:`Stat`
+    over seeds (with the record's interval for one seed); ``p`` (text) is the largest p-value
+    over the seeds, so a claim holds for every seed. Empty when no record has ``paired``.
     """
+    partners = _partners(entries)
     rows = []
     for e in sorted(entries, key=lambda x: x.label):
-        keys = sorted(
-            {
-                (test_set, str(other), str(metric))
-                for r in e.records
-                for test_set, others in r.get("paired", {}).items()
-                for other, metrics in others.items()
-                for metric in metrics
-            }
-        )
-        for test_set, other, metric in keys:
-            found = [
-                r.get("paired", {}).get(test_set, {}).get(other, {}).get(metric) for r in e.records
-            ]
-            tests = [t for t in found if isinstance(t, dict)]
-            interval = tests[0].get("ci") if len(e.records) == 1 and tests else None
+        found: dict[tuple[str, str, str], list[tuple[dict[str, Any], dict[str, Any]]]] = {}
+        for r in e.records:
+            for test_set, others in r.get("paired", {}).items():
+                for other, metrics in others.items():
+                    partner = partners.get((str(r["run_id"]), int(r["seed"]), str(other)))
+                    if partner is None:
+                        continue
+                    for metric, test in metrics.items():
+                        key = (str(test_set), partner, str(metric))
+                        found.setdefault(key, []).append((r, test))
+        for (test_set, partner, metric), pairs in sorted(found.items()):
+            tests = [t for _, t in pairs if isinstance(t, dict)]
+            interval = tests[0].get("ci") if len(tests) == 1 and len(e.records) == 1 else None
             diff = Stat.of([t.get("diff") for t in tests], interval)
             pvalues = [float(t["p_value"]) for t in tests if t.get("p_value") is not None]
             rows.append(
                 {
                     "model": e.label,
-                    "vs": other,
+                    "vs": partner,
                     "test_set": set_label(test_set),
                     "metric": metric,
                     "diff": diff,
@@ -311,12 +322,25 @@ def paired_vs_best(entries: Sequence[Entry], metric: str = TRANSFER_METRIC) -> p
                 rows[e.label][header] = "–"
                 continue
             found = True
-            diff = float(np.mean([t["diff"] for t in tests if t.get("diff") is not None]))
+            diffs = [float(t["diff"]) for t in tests if t.get("diff") is not None]
             p_value = max(float(t["p_value"]) for t in tests)
-            rows[e.label][header] = f"{diff:+.3f} (p {p_value:.2g})"
+            margin = f"{float(np.mean(diffs)):+.3f}" if diffs else "–"
+            rows[e.label][header] = f"{margin} (p {p_value:.2g})"
     if not found:
         return pd.DataFrame()
     return pd.DataFrame([rows[e.label] for e in sorted(entries, key=lambda x: x.label)])
+
+
+def _newest_per_split(entries: Sequence[Entry]) -> dict[tuple[str, str, str, str], Entry]:
+    """(model, config, dataset, split) → the entry with the newest records.
+
+    Entries of one configuration on one split name differ only when the split was redefined
+    (other filters or sizes): their test sets differ, so a matrix cell takes the newest only.
+    """
+    out: dict[tuple[str, str, str, str], Entry] = {}
+    for e in sorted(entries, key=lambda x: max(str(r["created"]) for r in x.records)):
+        out[e.model, e.config, e.dataset, e.split] = e
+    return out
 
 
 def transfer_matrices(
@@ -332,20 +356,28 @@ def transfer_matrices(
         The matrices (cells are :class:`Stat`, missing cells ``Stat`` with ``n = 0``) by model
         label, and notes on cells pooled from several splits.
     """
-    cells: dict[tuple[str, str], dict[tuple[str, str], list[tuple[Entry, str]]]] = {}
-    frames: dict[tuple[str, str], int] = {}
+    cells: dict[tuple[str, str, str], dict[tuple[str, str], list[tuple[Entry, str]]]] = {}
+    frames: dict[tuple[str, str, str], int] = {}
+    notes = []
+    newest = _newest_per_split(board.entries)
     for e in board.entries:
         train = e.train_domain
         if train is None:
             continue
-        frames[e.model, e.config] = e.frames
+        key = (e.model, e.config, e.dataset)
+        if newest[(*key, e.split)] is not e:
+            notes.append(
+                f"transfer {e.label} on {e.split}: an older definition of the split (other test "
+                "sets) left out of the matrix"
+            )
+            continue
+        frames[key] = e.frames
         for test_set, domain in e.test_domains.items():
-            by_cell = cells.setdefault((e.model, e.config), {})
+            by_cell = cells.setdefault(key, {})
             by_cell.setdefault((train, domain), []).append((e, test_set))
     keys = sorted(cells)
-    labels = unique_labels([(m, frames[m, c], c) for m, c in keys])
+    labels = unique_labels([(m, frames[m, c, d], c + d) for m, c, d in keys])
     matrices: dict[str, pd.DataFrame] = {}
-    notes = []
     for key, label in zip(keys, labels, strict=True):
         by_cell = cells[key]
         rows = sorted({k[0] for k in by_cell})

@@ -498,3 +498,18 @@ def test_crs_given_as_cf_attributes_only_matches_the_same_crs_in_wkt(pair, tmp_p
         assert "crs_wkt" not in ds["crs"].attrs and "grid_mapping_name" in ds["crs"].attrs
         assert CRS.from_cf(dict(ds["crs"].attrs)) != LAEA  # pyproj alone calls them different
     assert_same_scores(evaluate_predictions(cf, t), direct_scores(pred, truth))
+
+
+def test_crs_without_a_proj_form_is_refused_in_one_line(pair, tmp_path: Path) -> None:
+    p, t, *_ = pair
+    engineering = (
+        'ENGCRS["local",EDATUM["x"],CS[Cartesian,2],AXIS["x",east,LENGTHUNIT["metre",1]],'
+        'AXIS["y",north,LENGTHUNIT["metre",1]]]'
+    )
+
+    def local(ds: xr.Dataset) -> xr.Dataset:
+        ds["crs"].attrs = {"crs_wkt": engineering}
+        return ds
+
+    message = refused(rewrite(p, tmp_path / "eng.nc", local), t)
+    assert "CRS differs from the truth's" in message and "local" in message

@@ -196,6 +196,8 @@ def test_range_not_and_derived_filters():
             "lat": np.linspace(40, 62, 12),
             "day": [True, False] * 6,
             "year": times.year,
+            "region": "europe",
+            "frame_step_s": 900,
         }
     )
 
@@ -397,19 +399,19 @@ def test_patch_check_agrees_with_brute_force():
     m["patch_row"] = np.random.default_rng(2).integers(0, 300, len(m))
     m["patch_col"] = np.random.default_rng(3).integers(0, 300, len(m))
     m["time"] = pd.to_datetime(m["time"]).dt.strftime("2021-01-01T%H:%M:%SZ")  # one crowded day
-    spec = SplitSpec.from_mapping(
-        {
-            "name": "brute",
-            "temporal_buffer_hours": 0,
-            "train": {"hour": {"max": 8}},
-            "id_val": {"hour": {"min": 8, "max": 16}},
-            "id_test": {"hour": {"min": 16}},
-        }
-    )
-    # the sets as filtered (without frame steps, only the filters and the shared check apply)
-    sets = [
-        spec.resolve(m.drop(columns="frame_step_s")).sets[k] for k in ("train", "id_val", "id_test")
-    ]
+    definition = {
+        "name": "brute",
+        "temporal_buffer_hours": 0,
+        "train": {"hour": {"max": 8}},
+        "id_val": {"hour": {"min": 8, "max": 16}},
+        "id_test": {"hour": {"min": 16}},
+    }
+    spec = SplitSpec.from_mapping(definition)
+    # the sets as filtered: a buffer of a microsecond drops nothing (the sets' hours differ)
+    # and, without frame steps, leaves the filters and the shared check only
+    filtered = SplitSpec.from_mapping({**definition, "temporal_buffer_hours": 1e-9})
+    no_steps = m.drop(columns="frame_step_s")
+    sets = [filtered.resolve(no_steps).sets[k] for k in ("train", "id_val", "id_test")]
     t = sample_times(m)
     r, c = m["patch_row"].to_numpy(), m["patch_col"].to_numpy()
     expected = 0
@@ -628,3 +630,11 @@ def test_the_synthetic_transfer_splits_share_domain_labels():
     }
     assert labels["e"]["train"] == labels["c"]["ood_test/europe"] == "europe"
     assert labels["c"]["train"] == labels["e"]["ood_test/conus"] == "conus"
+
+
+def test_a_split_without_buffer_needs_the_frame_step():
+    m = patch_meta([(T0, "eu", 0, 0), (T2, "eu", 0, 0), ("2021-01-05T00:00:00Z", "eu", 0, 0)])
+    spec = leak_spec(train=[T0], id_val=[T2], id_test=["2021-01-05T00:00:00Z"])
+    with pytest.raises(SplitError, match=r"adjacent-times check needs .*frame_step_s"):
+        spec.resolve(m.drop(columns="frame_step_s"))
+    assert spec.resolve(m).sets["id_test"].tolist() == [2]

@@ -146,3 +146,13 @@ def test_records_of_an_edited_split_are_not_pooled_as_seeds(make_record):
     assert len(board.entries) == 2 and all(len(e.records) == 1 for e in board.entries)
     assert len({e.label for e in board.entries}) == 2
     assert len(group_records([first, make_record("static_cnn", 1)]).entries) == 1
+
+
+def test_a_description_edit_keeps_the_records_in_one_row(make_record):
+    first = make_record("static_cnn", 0)
+    second = make_record("static_cnn", 1)
+    first["config"]["split"] = {"name": "s", "train": {"region": ["europe"]}, "description": "a"}
+    second["config"]["split"] = {"name": "s", "train": {"region": ["europe"]}, "description": "b"}
+    assert len(group_records([first, second]).entries) == 1
+    second["config"]["split"]["train"] = {"region": ["conus"]}
+    assert len(group_records([first, second]).entries) == 2

@@ -6,7 +6,13 @@ import pytest
 
 from qpebench.leaderboard.aggregate import GAP_SET, Stat, group_records
 from qpebench.leaderboard.formats import fmt_stat, leaderboard_markdown
-from qpebench.leaderboard.tables import detail_table, main_table, strata_table, transfer_matrices
+from qpebench.leaderboard.tables import (
+    detail_table,
+    main_table,
+    paired_table,
+    strata_table,
+    transfer_matrices,
+)
 from qpebench.records import RecordError
 
 
@@ -137,3 +143,39 @@ def test_transfer_needs_two_domains_and_v2(records_v1, make_record):
     one = make_record("m", 0)
     one["split"]["test_domains"] = {"id_test": "europe"}
     assert transfer_matrices(group_records([one]))[0] == {}
+
+
+def test_paired_table_attributes_each_comparison_to_its_partner_row(make_record):
+    a0, b1 = make_record("A", 0), make_record("B", 0, frames=1)
+    a1, b4 = make_record("A", 1), make_record("B", 1, frames=4)
+    a0["run_id"] = b1["run_id"] = "run-1"
+    a1["run_id"] = b4["run_id"] = "run-2"
+    a0["paired"] = {
+        "id_test": {"B": {"csi@1": {"diff": 0.1, "ci": [0.05, 0.15], "p_value": 0.001}}}
+    }
+    a1["paired"] = {"id_test": {"B": {"csi@1": {"diff": -0.05, "ci": [-0.1, 0.0], "p_value": 0.9}}}}
+    b1["paired"] = b4["paired"] = {}
+    entries = group_records([a0, b1, a1, b4]).of_split("europe_to_all")
+    table = paired_table(entries).set_index("vs")
+    assert sorted(table.index) == ["B (1 fr.)", "B (4 fr.)"]
+    assert table.loc["B (1 fr.)", "diff"].mean == pytest.approx(0.1)
+    assert table.loc["B (1 fr.)", "p"] == "0.001"
+    assert table.loc["B (4 fr.)", "diff"].mean == pytest.approx(-0.05)
+    assert table.loc["B (4 fr.)", "p"] == "0.9"
+    # a partner that is not on the board is left out
+    a0["paired"]["id_test"]["gone"] = a0["paired"]["id_test"]["B"]
+    assert "gone" not in set(paired_table(group_records([a0, b1]).entries)["vs"])
+
+
+def test_transfer_matrix_takes_the_newest_definition_of_a_split(make_record):
+    old = make_record("static_cnn", 0)
+    new = make_record("static_cnn", 1)
+    new["created"] = "2026-02-01T00:00:00Z"
+    new["split"]["sizes"] = {**new["split"]["sizes"], "id_test": 999}
+    board = group_records([old, new])
+    assert len(board.entries) == 2  # two board rows: the split was redefined
+    matrices, notes = transfer_matrices(board)
+    (matrix,) = matrices.values()
+    cell = matrix.loc["europe", "europe"]
+    assert cell.n == 1 and cell.mean == pytest.approx(new["metrics"]["id_test"]["csi@1"])
+    assert any("older definition of the split" in n for n in notes)
