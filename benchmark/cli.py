@@ -78,6 +78,10 @@ def _parser() -> argparse.ArgumentParser:
         help="with --out: comma-separated formats among md, csv, tex, html (default: all)",
     )
     render.add_argument("--title", help="page title (default: the split name)")
+    validate = board_sub.add_parser(
+        "validate", help="check result records against the schema (files or run dirs)"
+    )
+    validate.add_argument("paths", nargs="+", type=Path)
     pred = sub.add_parser(
         "evaluate-predictions",
         help="score a CF netCDF of predicted rain rates against a truth file (docs/predictions.md)",
@@ -255,15 +259,33 @@ def _splits(action: str, overrides: Sequence[str]) -> None:
     print("no shared sample, no overlapping patch at adjacent times")
 
 
-def _render(paths: Sequence[Path], out: Path | None, formats: str, title: str | None) -> None:
-    from qpebench.leaderboard import leaderboard_markdown, render
-
+def _record_files(paths: Sequence[Path]) -> list[Path]:
     files: list[Path] = []
     for p in paths:
         files.extend(sorted((p / "records").glob("*.json")) if p.is_dir() else [p])
     if not files:
         raise RecordError(f"no result record in {[str(p) for p in paths]}")
-    records = [load_record(f) for f in files]
+    return files
+
+
+def _validate(paths: Sequence[Path]) -> int:
+    """Check every record; one line per bad one. Exit status 1 when any is bad."""
+    bad = 0
+    files = _record_files(paths)
+    for f in files:
+        try:
+            load_record(f)
+        except RecordError as exc:
+            bad += 1
+            print(f"invalid: {exc}")
+    print(f"{len(files) - bad} of {len(files)} records valid")
+    return 1 if bad else 0
+
+
+def _render(paths: Sequence[Path], out: Path | None, formats: str, title: str | None) -> None:
+    from qpebench.leaderboard import leaderboard_markdown, render
+
+    records = [load_record(f) for f in _record_files(paths)]
     if out is None:
         print(leaderboard_markdown(records, title))
         return
@@ -295,6 +317,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "splits":
             _splits(args.action, getattr(args, "overrides", []))
         elif args.command == "leaderboard":
+            if args.action == "validate":
+                return _validate(args.paths)
             _render(args.paths, args.out, args.format, args.title)
         elif args.command == "evaluate-predictions":
             from qpebench.predictions import evaluate_predictions, format_report

@@ -219,3 +219,21 @@ def test_splits_list_and_show(tmp_path, capsys):
     assert "split synthetic_conus_to_all on" in out and "ood_test/europe" in out
     assert "train = conus" in out and "ood_test/europe = europe" in out
     assert "rain_fraction" in out and "dropped_by_buffer" in out
+
+
+def test_leaderboard_validate_reports_each_bad_record(tmp_path, capsys):
+    from tests.benchmark.test_records import v2_record
+
+    from qpebench.records import write_record
+
+    good = write_record(tmp_path / "good.json", v2_record())
+    broken = v2_record()
+    del broken["paired"]
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(broken))
+    assert main(["leaderboard", "validate", str(good)]) == 0
+    assert "1 of 1 records valid" in capsys.readouterr().out
+    assert main(["leaderboard", "validate", str(good), str(bad)]) == 1
+    out = capsys.readouterr().out
+    assert "invalid: " in out and "bad.json: missing key 'paired'" in out
+    assert "1 of 2 records valid" in out
