@@ -153,6 +153,8 @@ def test_satip_frames_and_radar_make_aligned_samples(real_data, tmp_path, write_
         assert meta["region"] == "uk" and meta["sensor"] == "SEVIRI"
         assert meta["radar_network"] == "OPERA" and 50 < meta["vza"] < 70
     assert seen == 3  # one patch holds the storm at each radar time
+    # the day flag (sun above the horizon at the patch centre): these scans are around noon
+    assert store.metadata["day"].dtype == bool and store.metadata["day"].all()
     # Provenance: every input radar file with its checksum in the manifest; each sample names
     # the file it came from.
     manifest = json.loads((tmp_path / "store" / "manifest.json").read_text())
