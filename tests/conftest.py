@@ -63,3 +63,23 @@ def tiny_split(tiny_store):
         np.flatnonzero(eu & (md["year"] <= 2022)),
         np.flatnonzero(eu & (md["year"] == 2023)),
     )
+
+
+class SpyStore:
+    """Forwards reads to a store and records what was asked: ``(indices, keywords)``."""
+
+    def __init__(self, store):
+        self.store = store
+        self.reads = []
+
+    def read(self, indices, **kw):
+        import numpy as np
+
+        self.reads.append((np.asarray(indices), kw))
+        return self.store.read(indices, **kw)
+
+
+@pytest.fixture
+def spy_store(tiny_store):
+    """The tiny store behind a :class:`SpyStore` (what a model's ``fit`` reads)."""
+    return SpyStore(tiny_store)

@@ -204,29 +204,17 @@ def test_power_law_state_round_trip(tmp_path):
         loaded.load_state({"log_a": torch.tensor(1.0), "b": torch.zeros(2)})
 
 
-class SpyStore:
-    """Forwards reads to a store and records what was asked."""
-
-    def __init__(self, store):
-        self.store = store
-        self.reads = []
-
-    def read(self, indices, **kw):
-        self.reads.append((np.asarray(indices), kw))
-        return self.store.read(indices, **kw)
-
-
 @pytest.mark.parametrize(
     "name", ["power_law", "probability_matching", "gradient_boosting", "random_forest"]
 )
 def test_fit_reads_only_training_samples_as_the_card_says(
-    tiny_split, tiny_store, monkeypatch, name
+    tiny_split, tiny_store, spy_store, monkeypatch, name
 ):
     import qpebench.baselines.pixel_features as pf
 
     monkeypatch.setattr(pf, "TRAIN_BLOCK", 7)
     data = tiny_split
-    spy = SpyStore(tiny_store)
+    spy = spy_store
     params = {"max_iter": 5} if name == "gradient_boosting" else {}
     params |= {"n_estimators": 2} if name == "random_forest" else {}
     model = build_model(name, frames=4, bands=DEFAULT_BANDS, step=2, **params)

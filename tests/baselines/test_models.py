@@ -71,26 +71,14 @@ def test_fit_predict_shape_range_and_card(name, fitted, tiny_store):
     batch = tiny_store.read([0, 1], frames=model.card.frames, bands=model.card.bands)
     assert model.predict(batch.ir).shape == (2, 32, 32)
 
-
-class SpyStore:
-    """A store that records every read."""
-
-    def __init__(self, store):
-        self.store = store
-        self.reads = []
-
-    def read(self, indices, **kw):
-        self.reads.append((np.asarray(indices), kw))
-        return self.store.read(indices, **kw)
-
     def __getattr__(self, name):
         return getattr(self.store, name)
 
 
 @pytest.mark.parametrize("name", [n for n in NAMES if build(n).card.trainable])
-def test_fit_reads_only_training_and_validation_samples(tiny_split, name, tiny_store):
+def test_fit_reads_only_training_and_validation_samples(tiny_split, name, tiny_store, spy_store):
     data = tiny_split
-    spy = SpyStore(tiny_store)
+    spy = spy_store
     model = build(name, frames=3, step=1) if name in TORCH else build(name)
     model.fit(TrainData(spy, data.train, data.val), seed=0, progress=False)
     read = np.concatenate([idx for idx, _ in spy.reads])
@@ -217,10 +205,10 @@ def test_param_budget_picks_the_closest_width(name):
         build(name, param_budget=10)
 
 
-def test_step_selects_frames_further_apart(tiny_split, tiny_store):
+def test_step_selects_frames_further_apart(tiny_split, tiny_store, spy_store):
     model = build("early_fusion", frames=2, step=3)
     assert model.card.step == 3 and model.card.span == 4 and model.card.frames == 2
-    spy = SpyStore(tiny_store)
+    spy = spy_store
     data = tiny_split
     model.fit(TrainData(spy, data.train, data.val), seed=0, progress=False)
     assert {kw["step"] for _, kw in spy.reads} == {3}
