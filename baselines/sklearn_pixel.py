@@ -12,12 +12,18 @@ The models use two frames when the configuration has two or more (the second-to-
 last, ``step`` stored frames apart) for the IR10.8 change feature, else one.
 
 The fitted estimator is saved with ``skops.io`` (no pickle) as a uint8 tensor; loading refuses
-any type outside :data:`ALLOWED_TYPES` and the types ``skops`` trusts by default.
+any type outside :data:`ALLOWED_TYPES` and the types ``skops`` trusts by default, and, before
+anything is decompressed, a ``skops`` zip whose members declare more than
+:data:`MAX_ESTIMATOR_BYTES` (or the global limit of :mod:`qpebench.limits`) or whose ``.npy``
+headers declare arrays larger than the member holding them.
 """
 
 from __future__ import annotations
 
+import io
+import math
 import time
+import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, TypeAlias
@@ -29,7 +35,8 @@ import torch
 from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestRegressor
 from threadpoolctl import threadpool_limits
 
-from qpebench.errors import ConfigError
+from qpebench.errors import ConfigError, FileFormatError
+from qpebench.limits import check_declared, check_zip, human
 from qpebench.models import F32, ModelCard, RainModel, TrainData, check_input
 from qpebench.registry import MODELS
 
@@ -57,6 +64,10 @@ ALLOWED_TYPES: tuple[str, ...] = (
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     "sklearn.tree._tree.Tree",
 )
+
+#: Most bytes a saved estimator may decompress to (all its ``skops`` members together; the
+#: default random forest takes about 100 MB).
+MAX_ESTIMATOR_BYTES = 1024**3
 
 #: Samples per prediction block (bounds the feature array: 64 patches of 64×64 ≈ 4 MB/feature).
 PREDICT_BLOCK = 64
@@ -238,6 +249,7 @@ class PixelEnsemble(RainModel):
                 f"{name}: state 'estimator' must be uint8 bytes, got {state['estimator'].dtype}"
             )
         data = state["estimator"].numpy().tobytes()
+        _check_sizes(data, f"{name}: state 'estimator'")
         try:
             untrusted = skops.io.get_untrusted_types(data=data)
         except Exception as exc:  # skops raises zipfile/JSON/KeyError for foreign bytes
@@ -264,6 +276,47 @@ class PixelEnsemble(RainModel):
                 f"configuration gives {len(self.features)} ({self.features})"
             )
         self._use(estimator)
+
+
+def _check_sizes(data: bytes, where: str) -> None:
+    """Refuse ``skops`` bytes declaring too much, before ``skops`` decompresses anything.
+
+    Checks every zip member's declared size (alone, together, and against
+    :data:`MAX_ESTIMATOR_BYTES`) and that each ``.npy`` member's header declares an array no
+    larger than the member (``numpy`` allocates the declared shape before reading).
+
+    Raises:
+        ConfigError: Naming ``where``, the member and the sizes; or not a zip archive.
+    """
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            total = check_zip(archive, where)
+            check_declared(where, "skops archive", total, MAX_ESTIMATOR_BYTES, unit="bytes")
+            for info in archive.infolist():
+                if info.filename.endswith(".npy"):
+                    _check_npy(archive, info, f"{where}:{info.filename}")
+    except FileFormatError as exc:
+        raise ConfigError(str(exc)) from None
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        raise ConfigError(f"{where} is not a skops file ({exc})") from None
+
+
+def _check_npy(archive: zipfile.ZipFile, info: zipfile.ZipInfo, where: str) -> None:
+    """Refuse a ``.npy`` member whose header declares more data than the member holds."""
+    with archive.open(info) as fh:
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+        else:
+            raise ConfigError(f"{where}: .npy format version {version} is not accepted")
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes > info.file_size:
+        raise ConfigError(
+            f"{where}: array header declares shape {shape} ({human(nbytes)}), the member holds "
+            f"{human(info.file_size)}; refused before reading"
+        )
 
 
 def _card(name: str, frames: int, bands: Sequence[str], step: int, description: str) -> ModelCard:

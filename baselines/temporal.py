@@ -21,6 +21,10 @@ Each factory takes ``frames, bands, step``, the decoder ``width`` (or a ``param_
 the width whose total parameter count is closest to it, for comparisons at matched cost), the
 stem width ``stem_width``, the optional outputs (``probability``, ``rain_threshold``,
 ``quantiles``) and the training settings ``train``.
+
+A network is first built on the meta device (shapes only, no memory) and refused if it would have
+more than :data:`qpebench.models.MAX_PARAMETERS` parameters, so a configuration or a model file
+asking for an absurd width fails at once instead of allocating it.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from torch import nn
 from qpebench.baselines.conv4d import Conv4d
 from qpebench.baselines.unet import UNet2d
 from qpebench.errors import ConfigError
-from qpebench.models import ModelCard
+from qpebench.models import MAX_PARAMETERS, ModelCard
 from qpebench.registry import MODELS
 from qpebench.training import OutputSpec, TorchRainModel, TrainSettings, train_settings
 
@@ -199,8 +203,13 @@ def budget_width(stem: nn.Module, features: int, outputs: int, budget: int) -> i
     """The decoder width whose total parameter count (stem + decoder) is closest to ``budget``.
 
     Raises:
-        ConfigError: The stem alone exceeds the budget.
+        ConfigError: The budget is above :data:`~qpebench.models.MAX_PARAMETERS`, or the stem
+            alone exceeds it.
     """
+    if budget > MAX_PARAMETERS:
+        raise ConfigError(
+            f"param_budget={budget:,} is above the {MAX_PARAMETERS:,} parameters a model may have"
+        )
     fixed = _parameters(stem)
 
     def total(width: int) -> int:
@@ -238,9 +247,21 @@ def _factory(name: str) -> Callable[..., TorchRainModel]:
         if stem_width < (0 if default_stem_width == 0 else 1) or width < 1:
             raise ConfigError(f"{name}: width and stem_width must be positive")
         outputs = OutputSpec(probability, rain_threshold, tuple(quantiles))
+        try:
+            with torch.device("meta"):  # shapes only: the size is checked before anything is built
+                stem, features = build_stem(used_frames, len(bands), stem_width)
+                if param_budget is not None:
+                    width = budget_width(stem, features, outputs.channels, param_budget)
+                count = _parameters(RainNet(stem, UNet2d(features, width, outputs.channels)))
+        except RuntimeError:  # torch cannot even describe a tensor that large
+            count = None
+        if count is None or count > MAX_PARAMETERS:
+            made = "more than torch can count" if count is None else f"{count:,}"
+            raise ConfigError(
+                f"{name}: width {width}, stem width {stem_width} make {made} parameters; a model "
+                f"may have at most {MAX_PARAMETERS:,}"
+            )
         stem, features = build_stem(used_frames, len(bands), stem_width)
-        if param_budget is not None:
-            width = budget_width(stem, features, outputs.channels, param_budget)
         stem_text = f", stem width {stem_width}" if default_stem_width else ""
         card = ModelCard(
             name=name,

@@ -10,13 +10,17 @@ Commands::
     qpebench inspect PATH [--json]        what a radar file holds (a directory: scan every file)
     qpebench inspect --readers [--json]   the registered radar readers
 
-Errors on bad input print one line, ``qpebench: error: ...``, and exit with status 2.
+Errors on bad input print one line, ``qpebench: error: ...``, and exit with status 2: every
+qpebench error, and every ``OSError``, ``MemoryError`` or ``KeyError`` that escapes a reader, loader
+or renderer. ``--debug`` (or ``QPEBENCH_DEBUG=1``) shows the traceback instead. Text that came from
+a file is printed without control characters, so no escape sequence reaches the terminal.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +29,7 @@ from typing import Any
 from qpebench import __version__
 from qpebench.config import compose_config, run_config
 from qpebench.errors import ConfigError, QpebenchError
+from qpebench.names import printable
 from qpebench.records import RecordError, load_record
 from qpebench.registry import MODELS, load_builtins
 from qpebench.store import SampleStore
@@ -36,6 +41,12 @@ def _parser() -> argparse.ArgumentParser:
         description="Cross-region benchmark of IR satellite rain-rate retrievals.",
     )
     parser.add_argument("--version", action="version", version=f"qpebench {__version__}")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        default=os.environ.get("QPEBENCH_DEBUG") == "1",
+        help="show the traceback of an error (also QPEBENCH_DEBUG=1)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the whole benchmark (Hydra overrides KEY=VALUE)")
     run.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
@@ -103,6 +114,26 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _echo(text: str) -> None:
+    """Print ``text`` to standard output without control characters (file content may hold any)."""
+    print(printable(text))
+
+
+def _error_line(exc: BaseException) -> str:
+    """An error as one printable line; a built-in error's line says how to see the traceback."""
+    if isinstance(exc, QpebenchError | FileNotFoundError):
+        text = str(exc)
+    else:
+        if isinstance(exc, MemoryError):
+            text = f"out of memory ({str(exc) or 'the input is too large'})"
+        elif isinstance(exc, KeyError):
+            text = f"missing key {exc} in the input"
+        else:
+            text = f"{type(exc).__name__}: {exc}"
+        text += "; --debug shows the traceback"
+    return " ".join(printable(text).split())
+
+
 def _readers(as_json: bool) -> int:
     from qpebench.registry import RADAR_READERS
 
@@ -111,10 +142,10 @@ def _readers(as_json: bool) -> int:
         rows = [
             {"name": r.name, "network": r.network, "description": r.description} for r in readers
         ]
-        print(json.dumps(rows, indent=2))
+        _echo(json.dumps(rows, indent=2))
     else:
         for r in readers:
-            print(f"{r.name:<16} {r.network:<34} {r.description}")
+            _echo(f"{r.name:<16} {r.network:<34} {r.description}")
     return 0
 
 
@@ -145,23 +176,23 @@ def _inspect(path: Path | None, as_json: bool, source: str | None) -> int:
         if satellite:
             files = scan_files(path, source=source)
             held = summarize_scan(read_satellite(files, bands="all", source=source, with_vza=False))
-            print(json.dumps(held, indent=2) if as_json else _scan_text(held))
+            _echo(json.dumps(held, indent=2) if as_json else _scan_text(held))
             return 0
         summary = summarize(read_native(path, source=source))
-        print(json.dumps(summary, indent=2) if as_json else _summary_text(summary))
+        _echo(json.dumps(summary, indent=2) if as_json else _summary_text(summary))
         return 0
     scan = scan_radar(path, source=source)
     if as_json:
         bad = [{"file": str(b.path), "error": b.error} for b in scan.bad]
-        print(json.dumps({"good": scan.good, "bad": bad}, indent=2))
+        _echo(json.dumps({"good": scan.good, "bad": bad}, indent=2))
     else:
         for s in scan.good:
             counts = s["counts"]
-            print(
+            _echo(
                 f"{s['valid_time']}  {s['source']:<15} {s['quantity']:<6} "
                 f"{counts['valid']:>9} valid {counts['no_data']:>9} no data  {s['file']}"
             )
-        print(scan.report())
+        _echo(scan.report())
     return 1 if scan.bad else 0
 
 
@@ -224,15 +255,15 @@ def _models_list(pattern: str, as_json: bool, overrides: Sequence[str]) -> None:
     cfg = run_config(compose_config(list(overrides)))
     cards = [build_configured(name, cfg).card for name in MODELS.names(pattern)]
     if as_json:
-        print(json.dumps([c.to_json() for c in cards], indent=2))
+        _echo(json.dumps([c.to_json() for c in cards], indent=2))
         return
     n = max([len(c.name) for c in cards] + [4])
-    print(
+    _echo(
         f"{'name':<{n}} {'family':<10} {'frames':>6} {'step':>4} {'bands':>5} {'params':>9} "
         f"{'MFLOP':>8} {'outputs':<7} description"
     )
     for c in cards:
-        print(
+        _echo(
             f"{c.name:<{n}} {c.family:<10} {c.frames:>6} {c.step:>4} {len(c.bands):>5} "
             f"{c.parameters:>9,} {c.flops_per_sample / 1e6:>8.1f} {'+'.join(c.outputs):<7} "
             f"{c.description}"
@@ -245,18 +276,18 @@ def _splits(action: str, overrides: Sequence[str]) -> None:
 
     if action == "list":
         for name in SPLITS.names():
-            print(f"{name}: {' '.join(SPLITS.get(name).description.split())}")
+            _echo(f"{name}: {' '.join(SPLITS.get(name).description.split())}")
         return
     from qpebench.runner import prepare_store
 
     cfg = run_config(compose_config(list(overrides)))
     store = prepare_store(cfg.data, cfg.cache_dir, progress=cfg.progress)
     split = cfg.split.resolve(store.metadata, patch_shape=store.patch_shape, frames=store.frames)
-    print(f"split {cfg.split.name} on {store.root} (dataset version {store.dataset_version})")
-    print(format_summary(split.summary(store.metadata)))
+    _echo(f"split {cfg.split.name} on {store.root} (dataset version {store.dataset_version})")
+    _echo(format_summary(split.summary(store.metadata)))
     domains = split.domains()
-    print("domains: " + ", ".join(f"{k} = {v}" for k, v in domains.items()))
-    print("no shared sample, no overlapping patch at adjacent times")
+    _echo("domains: " + ", ".join(f"{k} = {v}" for k, v in domains.items()))
+    _echo("no shared sample, no overlapping patch at adjacent times")
 
 
 def _record_files(paths: Sequence[Path]) -> list[Path]:
@@ -277,8 +308,8 @@ def _validate(paths: Sequence[Path]) -> int:
             load_record(f)
         except RecordError as exc:
             bad += 1
-            print(f"invalid: {exc}")
-    print(f"{len(files) - bad} of {len(files)} records valid")
+            _echo(f"invalid: {exc}")
+    _echo(f"{len(files) - bad} of {len(files)} records valid")
     return 1 if bad else 0
 
 
@@ -287,10 +318,10 @@ def _render(paths: Sequence[Path], out: Path | None, formats: str, title: str | 
 
     records = [load_record(f) for f in _record_files(paths)]
     if out is None:
-        print(leaderboard_markdown(records, title))
+        _echo(leaderboard_markdown(records, title))
         return
     for fmt, path in render(records, out, [f.strip() for f in formats.split(",")], title).items():
-        print(f"{fmt}: {path}")
+        _echo(f"{fmt}: {path}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -303,15 +334,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             result = run_benchmark(run_config(compose_config(args.overrides)))
             print()
-            print(result.markdown)
-            print(f"leaderboard written to {result.leaderboard_path}")
+            _echo(result.markdown)
+            _echo(f"leaderboard written to {result.leaderboard_path}")
         elif args.command == "prepare":
             from qpebench.runner import prepare_store, rebuild_store
 
             cfg = run_config(compose_config(args.overrides))
             make = rebuild_store if args.rebuild else prepare_store
             store = make(cfg.data, cfg.cache_dir, progress=cfg.progress)
-            print(f"{store.root}: {len(store)} samples, dataset version {store.dataset_version}")
+            _echo(f"{store.root}: {len(store)} samples, dataset version {store.dataset_version}")
         elif args.command == "models":
             _models_list(args.pattern, args.json, args.overrides)
         elif args.command == "splits":
@@ -324,20 +355,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             from qpebench.predictions import evaluate_predictions, format_report
 
             scored = evaluate_predictions(args.pred, args.truth)
-            print(
+            _echo(
                 json.dumps(scored, indent=2, allow_nan=False)
                 if args.json
                 else format_report(scored)
             )
         elif args.command == "store":
             SampleStore(args.store).verify()
-            print(f"{args.store}: every shard matches the manifest")
+            _echo(f"{args.store}: every shard matches the manifest")
         elif args.command == "inspect":
             if args.readers:
                 return _readers(args.json)
             return _inspect(args.path, args.json, args.source)
-    except (QpebenchError, FileNotFoundError) as exc:
-        print(f"qpebench: error: {exc}", file=sys.stderr)
+    except (QpebenchError, OSError, MemoryError, KeyError) as exc:
+        if args.debug:
+            raise
+        print(f"qpebench: error: {_error_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("qpebench: interrupted (a store build resumes where it stopped)", file=sys.stderr)

@@ -25,6 +25,7 @@ from omegaconf.errors import OmegaConfBaseException
 from qpebench.bands import validate_bands
 from qpebench.errors import ConfigError, UnknownNameError, unknown_name_message
 from qpebench.evaluation import EvalSettings
+from qpebench.names import check_name, printable
 from qpebench.registry import DATASETS, MODELS, load_builtins
 from qpebench.splits import SplitSpec
 from qpebench.training import TrainSettings
@@ -102,6 +103,18 @@ def _check_data(data: dict[str, Any]) -> None:
 _SIMPLE_TYPES: dict[str, type] = {"int": int, "bool": bool, "str": str}
 
 
+def _folder(paths: dict[str, Any], key: str) -> Path:
+    """``paths.<key>`` as a path; whether it can be written is checked before the run starts.
+
+    Raises:
+        ConfigError: Not a non-empty string.
+    """
+    value = paths.get(key)
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"paths.{key} must be a folder path, got {printable(repr(value))}")
+    return Path(value)
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """A checked run configuration (see ``qpebench/conf/config.yaml``)."""
@@ -133,8 +146,13 @@ class RunConfig:
 def run_config(cfg: DictConfig) -> RunConfig:
     """Check a composed configuration.
 
+    Names that become file names (the split, its test sets, the models) must be safe names
+    (:func:`qpebench.names.check_name`); the output folders are checked by the runner, which
+    creates them.
+
     Raises:
-        ConfigError: A value of the wrong type or out of range.
+        ConfigError: A value of the wrong type or out of range, or an unsafe model name.
+        SplitError: An unsafe split or test-set name, or a malformed split.
         UnknownNameError: An unknown model or band.
     """
     load_builtins()
@@ -179,7 +197,7 @@ def run_config(cfg: DictConfig) -> RunConfig:
         names = MODELS.names(str(entry)) if any(ch in str(entry) for ch in "*?[") else [entry]
         if not names or names[0] not in MODELS:
             raise UnknownNameError(unknown_name_message("model", str(entry), MODELS.names()))
-        expanded += [n for n in names if n not in expanded]
+        expanded += [check_name(n, "model name") for n in names if n not in expanded]
     models = expanded
     params = resolved.get("model_params") or {}
     for name in params:
@@ -212,8 +230,8 @@ def run_config(cfg: DictConfig) -> RunConfig:
         seeds=tuple(seeds),
         evaluation=evaluation,
         progress=progress,
-        cache_dir=Path(paths["cache"]),
-        runs_dir=Path(paths["runs"]),
-        leaderboard_dir=Path(paths["leaderboard"]),
+        cache_dir=_folder(paths, "cache"),
+        runs_dir=_folder(paths, "runs"),
+        leaderboard_dir=_folder(paths, "leaderboard"),
         resolved=resolved,
     )

@@ -7,13 +7,16 @@ frames, every ``step``-th stored frame back from the target, and the card's band
 from the training set only (``fit``). Build models with :func:`build_model` (which records the
 factory arguments as the model's ``config``) and reload a saved one with :func:`load_model`: the
 file holds the card, the config and the learned tensors, and is read with
-``torch.load(weights_only=True)`` (no pickle of arbitrary objects).
+``torch.load(weights_only=True)`` (no pickle of arbitrary objects) after checking the declared
+sizes of the zip members it is made of (:func:`qpebench.limits.check_zip`); a model rebuilt from
+its config is refused above :data:`MAX_PARAMETERS` before it is built.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import inspect
+import zipfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -25,7 +28,8 @@ import numpy.typing as npt
 import torch
 
 from qpebench.atomic import write_with
-from qpebench.errors import ConfigError, SampleValidationError
+from qpebench.errors import ConfigError, FileFormatError, SampleValidationError
+from qpebench.limits import check_zip
 from qpebench.registry import MODELS, load_builtins
 from qpebench.store import SampleStore
 
@@ -34,6 +38,9 @@ F32 = npt.NDArray[np.float32]
 #: Identifies a qpebench model file (and its layout version).
 MODEL_FORMAT = "qpebench-model"
 MODEL_FORMAT_VERSION = 1
+#: Most learned parameters a model may have: checked on the meta device before a network is
+#: built (from a configuration or a model file), and the cap on ``param_budget``.
+MAX_PARAMETERS = 200_000_000
 #: What a model can output besides the rain rate.
 OUTPUT_KINDS = ("rate", "probability", "quantiles")
 
@@ -215,10 +222,19 @@ def load_model(path: str | Path, *, device: str | None = None) -> RainModel:
         device: Overrides the saved ``train.device`` of torch models (e.g. ``"cpu"``).
 
     Raises:
-        ConfigError: Not a qpebench model file, one of another format version, one missing a
-            part, or one whose rebuilt model card differs from the saved card.
+        ConfigError: Not a qpebench model file, one whose zip members declare more than the
+            decompression limit, one of another format version, one missing a part, one whose
+            model is larger than :data:`MAX_PARAMETERS`, or one whose rebuilt model card differs
+            from the saved card.
     """
     path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            check_zip(archive, path)
+    except FileFormatError as exc:
+        raise ConfigError(str(exc)) from None
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise ConfigError(f"{path}: not a qpebench model file (not a zip archive: {exc})") from None
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a file that is not its own
@@ -233,16 +249,28 @@ def load_model(path: str | Path, *, device: str | None = None) -> RainModel:
             f"{path}: model file version {payload['format_version']}, this qpebench reads "
             f"{MODEL_FORMAT_VERSION}"
         )
-    config = dict(payload["config"])
-    if device is not None and "train" in config:
-        config["train"] = {**(config["train"] or {}), "device": device}
-    model = build_model(payload["card"]["name"], **config)
+    card, config, state = payload["card"], payload["config"], payload["state"]
+    if not isinstance(card, dict) or not isinstance(card.get("name"), str):
+        raise ConfigError(f"{path}: model file card must be a mapping with a 'name'")
+    if not isinstance(config, dict) or not all(isinstance(k, str) for k in config):
+        raise ConfigError(f"{path}: model file config must map argument names to values")
+    if not isinstance(state, dict):
+        raise ConfigError(f"{path}: model file state must map names to tensors")
     try:
-        model.load_state(payload["state"])
+        config = dict(config)
+        if device is not None and "train" in config:
+            config["train"] = {**(config["train"] or {}), "device": device}
+        model = build_model(card["name"], **config)
+    except (TypeError, ValueError) as exc:  # ConfigError included: name the file
+        raise ConfigError(
+            f"{path}: cannot rebuild {card['name']!r} from its config ({exc})"
+        ) from None
+    try:
+        model.load_state(state)
     except KeyError as exc:
         raise ConfigError(f"{path}: model state lacks {exc}") from None
-    card = model.card.to_json()
-    differ = sorted(k for k in card if card[k] != payload["card"].get(k))
+    rebuilt = model.card.to_json()
+    differ = sorted(k for k in rebuilt if rebuilt[k] != card.get(k))
     if differ:
         raise ConfigError(
             f"{path}: the rebuilt {model.card.name} differs from the saved card in {differ}"

@@ -16,7 +16,10 @@ files are opened with xarray's ``h5netcdf`` engine with every CF decoding switch
 that of the ``time`` variable (no masking or scaling, no coordinate decoding), and only the
 attributes named in the documentation are read; anything else (``_target_`` included) is ignored.
 Values are read lazily, a bounded number of pixels at a time, so memory does not grow with the
-number of records.
+number of records. Before any variable is read, the sizes each file declares are checked: the
+truth's against the limits (:data:`MAX_RECORDS` records, fields and coordinates within
+:func:`qpebench.limits.max_elements`), the prediction's against the truth's, so a small file that
+declares huge dimensions is refused at once.
 """
 
 from __future__ import annotations
@@ -31,13 +34,14 @@ from pathlib import Path
 from typing import Any
 
 import h5netcdf
+import h5py
 import numpy as np
 import numpy.typing as npt
 import xarray as xr
 from pyproj import CRS
 from pyproj.exceptions import CRSError
 
-from qpebench import __version__
+from qpebench import __version__, limits
 from qpebench.atomic import write_with
 from qpebench.errors import ConfigError, FileFormatError
 from qpebench.metrics import metric_set
@@ -59,6 +63,11 @@ MAX_LISTED = 5
 #: Version of the metric definitions behind the scores (they change with the package version).
 METRICS_VERSION = __version__
 TIME_UNITS = "seconds since 1970-01-01 00:00:00"
+#: Most records (times or samples) a file may declare.
+MAX_RECORDS = 1_000_000
+#: Accepted valid times: from the first up to (not including) the second.
+TIME_RANGE = (np.datetime64("1900-01-01T00:00:00", "s"), np.datetime64("2200-01-01T00:00:00", "s"))
+_STANDARD_CALENDARS = (None, "standard", "gregorian", "proleptic_gregorian")
 
 # Hints for units that are a rain quantity but not a rate in mm/h (never converted silently).
 _UNIT_HINTS = {
@@ -76,6 +85,7 @@ _OPEN_OPTIONS: dict[str, Any] = {
     "decode_coords": False,
     "concat_characters": False,
     "cache": False,
+    "create_default_indexes": False,  # an index would read a whole coordinate at open
 }
 
 
@@ -134,11 +144,18 @@ class _Fields:
         order = np.argsort(indices, kind="stable")
         try:
             values = np.asarray(self.rain.isel({self.record_dim: indices[order]}).values)
-        except (OSError, RuntimeError, ValueError, KeyError) as exc:
-            raise PredictionError(f"{self.path}: cannot read {RAIN_VARIABLE} ({exc})") from None
+        except (OSError, RuntimeError, ValueError, KeyError, MemoryError, OverflowError) as exc:
+            raise PredictionError(
+                f"{self.path}: cannot read {RAIN_VARIABLE} ({_reason(exc)})"
+            ) from None
         out = np.empty(values.shape, np.float64)
         out[order] = values
         return out
+
+
+def _reason(exc: BaseException) -> str:
+    """An exception as one line for a message: its type and text, whitespace collapsed."""
+    return " ".join(f"{type(exc).__name__}: {exc}".split())
 
 
 def _iso(seconds: int) -> str:
@@ -154,14 +171,20 @@ def _open(path: Path, stack: ExitStack) -> xr.Dataset:
     """Open ``path`` with no decoding at all (xarray, h5netcdf engine)."""
     if not path.is_file():
         raise PredictionError(f"{path}: no such file")
+    with open(path, "rb") as fh:
+        head = fh.read(limits.SUPERBLOCK_BYTES)
     try:
+        if head.startswith(limits.HDF5_MAGIC):  # truncation and chunk bombs, before xarray
+            limits.check_hdf5_length(path, path.stat().st_size, limits.hdf5_size(head, path))
+            with h5py.File(path, "r") as h5:
+                limits.check_hdf5_file(h5, path)
         ds = xr.open_dataset(path, **_OPEN_OPTIONS)
+    except FileFormatError as exc:
+        raise PredictionError(str(exc)) from None
     except Exception as exc:  # any failure of the HDF5 stack means: not a file we can read
-        with open(path, "rb") as fh:
-            netcdf3 = fh.read(3) == b"CDF"
-        hint = " (a netCDF3 file: write netCDF4 instead)" if netcdf3 else ""
+        hint = " (a netCDF3 file: write netCDF4 instead)" if head.startswith(b"CDF") else ""
         raise PredictionError(
-            f"{path}: not a readable netCDF4 file{hint} ({type(exc).__name__}: {exc})"
+            f"{path}: not a readable netCDF4 file{hint} ({_reason(exc)})"
         ) from None
     stack.callback(ds.close)
     return ds
@@ -232,33 +255,59 @@ def _coordinate(
 
 
 def _times(path: Path, ds: xr.Dataset, record_dim: str) -> npt.NDArray[np.int64]:
-    """Decode the CF ``time`` variable to whole seconds since 1970 (the only decoding done)."""
+    """Decode the CF ``time`` variable to whole seconds since 1970 (the only decoding done).
+
+    The units and calendar are decoded by xarray (its reference date and unit step); the values
+    are then converted here, so a value outside :data:`TIME_RANGE` is refused by name.
+    """
     var = _coordinate(path, ds, "time", (record_dim,))
     units = _string_attr(path, var, "time", "units")
     if units is None or " since " not in units:
         raise PredictionError(
             f"{path}: time units {units!r}, expected CF time units such as '{TIME_UNITS}'"
         )
+    calendar = _string_attr(path, var, "time", "calendar")
+    attrs = {"units": units} | ({} if calendar is None else {"calendar": calendar})
     try:
-        decoded = xr.decode_cf(
-            xr.Dataset({"time": xr.Variable(var.dims, np.asarray(var.values), var.attrs)}),
-            mask_and_scale=False,
-            decode_timedelta=False,
-            decode_coords=False,
-            concat_characters=False,
-        )["time"].values
+        with warnings.catch_warnings():  # xarray warns before falling back to cftime
+            warnings.simplefilter("ignore")
+            reference = xr.decode_cf(
+                xr.Dataset({"time": xr.Variable(("time",), np.array([0, 1]), attrs)}),
+                mask_and_scale=False,
+                decode_timedelta=False,
+                decode_coords=False,
+                concat_characters=False,
+            )["time"].values
     except (ValueError, TypeError, OverflowError) as exc:
-        raise PredictionError(f"{path}: cannot decode time ({exc})") from None
-    if decoded.dtype.kind != "M":
-        calendar = _string_attr(path, var, "time", "calendar")
+        raise PredictionError(
+            f"{path}: cannot decode time units {units!r} ({_reason(exc)})"
+        ) from None
+    if reference.dtype.kind != "M":
+        if calendar is None or calendar.lower() in _STANDARD_CALENDARS:
+            raise PredictionError(
+                f"{path}: time units {units!r} refer to a date that cannot be represented; use "
+                f"a reference date between 1678 and 2262, such as '{TIME_UNITS}'"
+            )
         raise PredictionError(
             f"{path}: time calendar {calendar!r} is not supported, use 'standard' (Gregorian)"
         )
-    if np.isnat(decoded).any():
+    ns = reference.astype("datetime64[ns]").astype(np.int64)
+    raw = np.asarray(var.values)
+    if raw.dtype.kind not in "iuf":
+        raise PredictionError(f"{path}: time is {raw.dtype}, expected numbers in {units!r}")
+    seconds = ns[0] / 1e9 + raw.astype(np.float64) * ((ns[1] - ns[0]) / 1e9)
+    if np.isnan(seconds).any():
         raise PredictionError(f"{path}: time has missing values")
-    ns = decoded.astype("datetime64[ns]").astype(np.int64)
-    seconds: npt.NDArray[np.int64] = (ns + 500_000_000) // 1_000_000_000
-    return seconds
+    lo, hi = (int(t.astype(np.int64)) for t in TIME_RANGE)
+    outside = ~((seconds >= lo) & (seconds < hi))
+    if outside.any():
+        i = int(np.argmax(outside))
+        raise PredictionError(
+            f"{path}: time[{i}] = {raw[i].item()!r} {units} is outside the accepted valid times "
+            f"{TIME_RANGE[0]}Z to {TIME_RANGE[1]}Z"
+        )
+    whole: npt.NDArray[np.int64] = np.rint(seconds).astype(np.int64)
+    return whole
 
 
 def _projection_coordinate(
@@ -297,18 +346,76 @@ def _crs(path: Path, ds: xr.Dataset, rain: xr.DataArray) -> CRS:
                 return CRS.from_wkt(wkt)
         return CRS.from_cf({str(k): v for k, v in var.attrs.items()})
     except (CRSError, KeyError, TypeError, ValueError) as exc:
-        raise PredictionError(f"{path}: grid mapping {name!r} is not a valid CRS ({exc})") from None
+        raise PredictionError(
+            f"{path}: grid mapping {name!r} is not a valid CRS ({_reason(exc)})"
+        ) from None
 
 
-def _load(path: Path, stack: ExitStack) -> _Fields:
-    """Open ``path`` and check everything but the values."""
-    ds = _open(path, stack)
-    rain = _check_rain(path, ds)
-    record_dim = str(rain.dims[0])
-    grid = record_dim == "time"
-    y = _projection_coordinate(path, ds, "y", ("y",) if grid else (record_dim, "y"))
-    x = _projection_coordinate(path, ds, "x", ("x",) if grid else (record_dim, "x"))
-    return _Fields(path, rain, _times(path, ds, record_dim), y, x, _crs(path, ds, rain))
+def _check_sizes(path: Path, rain: xr.DataArray, truth: _Fields | None) -> None:
+    """Refuse declared dimensions beyond the limits, or (a prediction) unlike the truth's.
+
+    Only the declared shape is looked at: nothing has been read yet. A prediction's layout and
+    field shape must be the truth's; its record count may exceed the truth's by at most
+    :data:`MAX_LISTED` (missing, extra and duplicate records are listed by :func:`_align`).
+    """
+    n, h, w = (int(size) for size in rain.shape)
+    if truth is not None:
+        layout = "patch" if rain.dims == PATCH_DIMS else "grid"
+        if layout != truth.layout:
+            raise PredictionError(
+                f"{path}: {layout} layout {rain.dims}, the truth file {truth.path} uses the "
+                f"{truth.layout} layout {truth.rain.dims}"
+            )
+        if (h, w) != truth.shape:
+            raise PredictionError(
+                f"{path}: grid shape (y, x) = {(h, w)} differs from the truth's {truth.shape}"
+            )
+        if n > truth.times.size + MAX_LISTED:  # a few extra records are listed by _align
+            raise PredictionError(
+                f"{path}: declares {n:,} records ({rain.dims[0]}), the truth file {truth.path} "
+                f"has {truth.times.size:,}; refused before reading"
+            )
+    cells = limits.max_elements(8)
+    limits.check_declared(path, f"{RAIN_VARIABLE} ({rain.dims[0]})", n, MAX_RECORDS, unit="records")
+    limits.check_declared(path, f"{RAIN_VARIABLE} field (y × x)", h * w, cells, unit="cells")
+    if rain.dims == PATCH_DIMS:
+        limits.check_declared(path, "coordinates (sample × y or x)", n * max(h, w), cells)
+
+
+def _load(path: Path, stack: ExitStack, truth: _Fields | None = None) -> _Fields:
+    """Open ``path`` and check everything but the values.
+
+    Args:
+        path: The file.
+        stack: Closes the file.
+        truth: The truth, when ``path`` is the prediction: its declared dimensions must match.
+
+    Raises:
+        PredictionError: Naming ``path``; any failure to read it included.
+    """
+    try:
+        ds = _open(path, stack)
+        rain = _check_rain(path, ds)
+        _check_sizes(path, rain, truth)
+        record_dim = str(rain.dims[0])
+        grid = record_dim == "time"
+        y = _projection_coordinate(path, ds, "y", ("y",) if grid else (record_dim, "y"))
+        x = _projection_coordinate(path, ds, "x", ("x",) if grid else (record_dim, "x"))
+        return _Fields(path, rain, _times(path, ds, record_dim), y, x, _crs(path, ds, rain))
+    except PredictionError:
+        raise
+    except FileFormatError as exc:  # a declared size beyond a limit (the message names path)
+        raise PredictionError(str(exc)) from None
+    except (
+        OSError,
+        RuntimeError,
+        KeyError,
+        ValueError,
+        TypeError,
+        MemoryError,
+        OverflowError,
+    ) as exc:
+        raise PredictionError(f"{path}: cannot read ({_reason(exc)})") from None
 
 
 def _cell_size(truth: _Fields) -> float:
@@ -335,17 +442,8 @@ def _same_crs(a: CRS, b: CRS) -> bool:
             return False
 
 
-def _check_grid(pred: _Fields, truth: _Fields) -> None:
-    """Layout, field shape and CRS of the prediction against the truth."""
-    if pred.layout != truth.layout:
-        raise PredictionError(
-            f"{pred.path}: {pred.layout} layout {pred.rain.dims}, the truth file "
-            f"{truth.path} uses the {truth.layout} layout {truth.rain.dims}"
-        )
-    if pred.shape != truth.shape:
-        raise PredictionError(
-            f"{pred.path}: grid shape (y, x) = {pred.shape} differs from the truth's {truth.shape}"
-        )
+def _check_crs(pred: _Fields, truth: _Fields) -> None:
+    """The CRS of the prediction against the truth's (layout and shape: :func:`_check_sizes`)."""
     if not _same_crs(pred.crs, truth.crs):
         raise PredictionError(
             f"{pred.path}: CRS differs from the truth's: prediction {pred.crs.name!r}, "
@@ -517,8 +615,8 @@ def evaluate_predictions(
         truth = _load(Path(truth_path), stack)
         if truth.times.size == 0:
             raise PredictionError(f"{truth.path}: no {truth.record_dim} to score (empty file)")
-        pred = _load(Path(pred_path), stack)
-        _check_grid(pred, truth)
+        pred = _load(Path(pred_path), stack, truth)
+        _check_crs(pred, truth)
         pidx, tidx = _align(pred, truth)
         pred_bad = _Violations("NaN or infinite values where the truth has data")
         truth_bad = _Violations("infinite values (NaN is the only missing value)")
@@ -537,6 +635,11 @@ def evaluate_predictions(
         total = tidx.size * truth.shape[0] * truth.shape[1]
         truth_bad.raise_if_any(truth.path, total)
         pred_bad.raise_if_any(pred.path, total)
+        if n_pixels == 0:
+            raise PredictionError(
+                f"{truth.path}: no valid truth pixel ({RAIN_VARIABLE} is NaN in all {total} "
+                "cells); nothing to score"
+            )
     scores: dict[str, float] = {}
     for acc in accumulators:
         scores.update(acc.result())

@@ -6,6 +6,12 @@ model card, the full configuration, the dataset version, the seed, and the prove
 and commit with a dirty flag, package versions, hardware, runtime). Records are written atomically
 and never overwritten. Version 1 records (no strata, intervals, curves, examples, comparisons)
 still load.
+
+A record may come from anyone (``leaderboard validate`` reads submitted ones), so loading bounds
+what it may cost: the file's size (:data:`MAX_RECORD_BYTES`) before JSON parsing, every curve's
+length (:data:`MAX_CURVE_POINTS`), every example map's declared cells (:data:`MAX_FIELD_CELLS`)
+before decompressing it (bounded by that declared size), and every name that becomes part of a
+file name (split, model, run id, test sets) is checked with :func:`qpebench.names.check_name`.
 """
 
 from __future__ import annotations
@@ -28,7 +34,9 @@ import numpy.typing as npt
 
 from qpebench import __version__
 from qpebench.atomic import write_json_atomic
-from qpebench.errors import QpebenchError
+from qpebench.errors import FileFormatError, QpebenchError
+from qpebench.limits import check_declared, decompress_bounded, human
+from qpebench.names import check_name
 
 SCHEMA = "qpebench-result"
 SCHEMA_VERSION = 2
@@ -82,6 +90,16 @@ PACKAGES = (
 )
 
 
+#: Largest record file accepted, checked before JSON parsing (records are a few hundred kB).
+MAX_RECORD_BYTES = 16 * 1024**2
+#: Most points of one curve list (histogram edges and counts, reliability bins).
+MAX_CURVE_POINTS = 10_000
+#: Most cells of one encoded field (an example map; 2048 × 2048).
+MAX_FIELD_CELLS = 2048 * 2048
+#: The only prefix a test-set name may have; the part after it must be a safe name.
+OOD_PREFIX = "ood_test/"
+
+
 class RecordError(QpebenchError, ValueError):
     """A result record does not follow the schema."""
 
@@ -105,9 +123,23 @@ def _mapping(source: str, where: str, value: Any) -> dict[str, Any]:
 
 
 def _numbers(source: str, where: str, value: Any) -> list[Any]:
+    if isinstance(value, list) and len(value) > MAX_CURVE_POINTS:
+        raise RecordError(
+            f"{source}: {where} has {len(value):,} values, more than the {MAX_CURVE_POINTS:,} "
+            "accepted"
+        )
     if not isinstance(value, list) or not all(v is None or _number(v) for v in value):
         raise RecordError(f"{source}: {where} must be a list of numbers")
     return value
+
+
+def _check_names(record: dict[str, Any], source: str) -> None:
+    """Refuse names that become file names: split, model, run id and test sets."""
+    check_name(record["run_id"], f"{source}: run_id", error=RecordError)
+    check_name(record["split"]["name"], f"{source}: split name", error=RecordError)
+    check_name(record["model"]["name"], f"{source}: model name", error=RecordError)
+    for test_set in record["metrics"]:
+        check_name(test_set.removeprefix(OOD_PREFIX), f"{source}: test set", error=RecordError)
 
 
 #: What every record's nested parts must hold (key → type), checked on write and load.
@@ -229,6 +261,7 @@ def validate_record(record: dict[str, Any], source: str = "record") -> dict[str,
     for test_set, scores in record["metrics"].items():
         _check_scores(source, f"metrics[{test_set!r}]", scores)
     _check_nested(record, source, NESTED)
+    _check_names(record, source)
     for name, value in record["runtime_s"].items():
         if not _number(value):
             raise RecordError(f"{source}: runtime_s[{name!r}] = {value!r} is not a number")
@@ -267,18 +300,34 @@ def encode_field(
 def decode_field(obj: Any, source: str = "field") -> npt.NDArray[np.float64]:
     """The field :func:`encode_field` encoded, NaN where missing.
 
+    The declared shape is checked against :data:`MAX_FIELD_CELLS` first, and the data is
+    decompressed only up to the size that shape declares.
+
     Raises:
-        RecordError: Not an encoded field, or its data does not decode to its shape.
+        RecordError: Not an encoded field, a shape too large, or data that does not decode to
+            its shape.
     """
     keys = {"encoding", "shape", "scale", "offset", "data"}
     if not isinstance(obj, dict) or not keys <= set(obj) or obj["encoding"] != FIELD_ENCODING:
         raise RecordError(f"{source}: not a {FIELD_ENCODING} field")
-    if not isinstance(obj["shape"], list) or len(obj["shape"]) != 2:
-        raise RecordError(f"{source}: a field is 2-D, got shape {obj['shape']!r}")
+    shape = obj["shape"]
+    if (
+        not isinstance(shape, list)
+        or len(shape) != 2
+        or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape)
+    ):
+        raise RecordError(f"{source}: a field is 2-D (two positive integers), got shape {shape!r}")
     try:
-        raw = zlib.decompress(base64.b64decode(obj["data"], validate=True))
-        counts = np.frombuffer(raw, "<u2").reshape([int(n) for n in obj["shape"]])
-    except (binascii.Error, zlib.error, ValueError, TypeError) as exc:
+        cells = check_declared(
+            source, f"field shape {shape}", shape[0] * shape[1], MAX_FIELD_CELLS, unit="cells"
+        )
+        raw = decompress_bounded(
+            base64.b64decode(obj["data"], validate=True), "zlib", source, declared=2 * cells
+        )
+        counts = np.frombuffer(raw, "<u2").reshape(shape)
+    except FileFormatError as exc:
+        raise RecordError(str(exc)) from None
+    except (binascii.Error, ValueError, TypeError) as exc:
         raise RecordError(f"{source}: field data does not decode ({exc})") from None
     out = float(obj["offset"]) + float(obj["scale"]) * counts.astype(np.float64)
     out[counts == _MISSING] = np.nan
@@ -322,11 +371,17 @@ def load_record(path: Path) -> dict[str, Any]:
     """Load and validate a record.
 
     Raises:
-        RecordError: Not JSON, or not a valid record.
+        RecordError: Larger than :data:`MAX_RECORD_BYTES`, not JSON, or not a valid record.
     """
     try:
+        size = Path(path).stat().st_size
+        if size > MAX_RECORD_BYTES:
+            raise RecordError(
+                f"{path}: {human(size)}, more than the {human(MAX_RECORD_BYTES)} a record "
+                "may have; refused before parsing"
+            )
         record = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RecordError(f"{path}: cannot read a JSON record ({exc})") from None
     if not isinstance(record, dict):
         raise RecordError(f"{path}: a record must be a JSON object")

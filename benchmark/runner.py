@@ -25,6 +25,7 @@ from qpebench.errors import ConfigError
 from qpebench.evaluation import ModelEvaluation, evaluate_model, metadata_strata, paired_tests
 from qpebench.leaderboard import leaderboard_markdown
 from qpebench.models import RainModel, TrainData, build_model
+from qpebench.names import check_writable, confined
 from qpebench.records import (
     SCHEMA,
     SCHEMA_VERSION,
@@ -44,10 +45,13 @@ def store_path(cache_dir: Path, data: dict[str, Any]) -> Path:
 
     One directory per configuration and qpebench version: a cached store from another code
     version is not reused.
+
+    Raises:
+        ConfigError: ``data.adapter`` would put the store outside ``cache_dir``.
     """
     key = {"data": data, "qpebench": __version__}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
-    return cache_dir / "stores" / f"{data['adapter']}-{digest}"
+    return confined(cache_dir, "stores", f"{data['adapter']}-{digest}")
 
 
 def prepare_store(data: dict[str, Any], cache_dir: Path, *, progress: bool = True) -> SampleStore:
@@ -55,10 +59,12 @@ def prepare_store(data: dict[str, Any], cache_dir: Path, *, progress: bool = Tru
 
     A cached store is verified against its manifest checksums first; one that fails (truncated,
     corrupt or altered shard or metadata) raises rather than being silently rebuilt, so a
-    damaged archive is noticed (``qpebench prepare --rebuild`` rebuilds it).
+    damaged archive is noticed (``qpebench prepare --rebuild`` rebuilds it). A store to build
+    needs a writable ``cache_dir``, checked before anything is built; a cached one is only read.
 
     Raises:
-        ConfigError: ``data.adapter`` is missing.
+        ConfigError: ``data.adapter`` is missing, or the store must be built and ``cache_dir``
+            is not a writable folder.
         StoreError: The cached store is damaged.
     """
     load_builtins()
@@ -72,6 +78,7 @@ def prepare_store(data: dict[str, Any], cache_dir: Path, *, progress: bool = Tru
         store = SampleStore(root)
         store.verify()
         return store
+    check_writable(cache_dir, "paths.cache")
     return SampleStore(build(root, progress=progress, **params).root)
 
 
@@ -115,13 +122,13 @@ class RunResult:
 
 def _new_run_dir(cfg: RunConfig) -> Path:
     run_id = f"{now_utc().replace(':', '').replace('-', '')}-{cfg.config_hash}"
-    run_dir = cfg.runs_dir / run_id
+    run_dir = confined(cfg.runs_dir, run_id)
     suffix = 1
     while run_dir.exists():
-        run_dir = cfg.runs_dir / f"{run_id}.{suffix}"
+        run_dir = confined(cfg.runs_dir, f"{run_id}.{suffix}")
         suffix += 1
-    (run_dir / "models").mkdir(parents=True)
-    (run_dir / "records").mkdir()
+    confined(run_dir, "models").mkdir(parents=True)
+    confined(run_dir, "records").mkdir()
     return run_dir
 
 
@@ -129,7 +136,9 @@ def run_benchmark(cfg: RunConfig, log: Callable[[str], None] = print) -> RunResu
     """Run the whole benchmark: store, split, then per seed train and evaluate every model.
 
     Records are written once every model of a seed is evaluated, because each carries its
-    paired comparisons with the others (same test samples, same bootstrap days).
+    paired comparisons with the others (same test samples, same bootstrap days). The output
+    folders are checked first, so a bad ``paths.*`` fails before the store is built; every file
+    is written under its configured folder (:func:`qpebench.names.confined`).
 
     Args:
         cfg: The checked configuration.
@@ -137,9 +146,15 @@ def run_benchmark(cfg: RunConfig, log: Callable[[str], None] = print) -> RunResu
 
     Returns:
         The run directory, the records and the rendered leaderboard.
+
+    Raises:
+        ConfigError: ``paths.runs``, ``paths.leaderboard`` or (for a store to build)
+            ``paths.cache`` is not a writable folder.
     """
     load_builtins()
     started = time.perf_counter()
+    check_writable(cfg.runs_dir, "paths.runs")
+    check_writable(cfg.leaderboard_dir, "paths.leaderboard")
     store = prepare_store(cfg.data, cfg.cache_dir, progress=cfg.progress)
     log(f"store {store.root} ({len(store)} samples, dataset version {store.dataset_version})")
     split = cfg.split.resolve(store.metadata, patch_shape=store.patch_shape, frames=store.frames)
@@ -169,7 +184,7 @@ def run_benchmark(cfg: RunConfig, log: Callable[[str], None] = print) -> RunResu
             training = model.fit(data, seed=seed, progress=cfg.progress)
             fit_s = time.perf_counter() - t0
             if model.card.trainable:
-                model.save(run_dir / "models" / f"{name}.seed{seed}.pt")
+                model.save(confined(run_dir, "models", f"{name}.seed{seed}.pt"))
             t0 = time.perf_counter()
             ev = evaluate_model(model, store, split.test_sets, cfg.evaluation, seed)
             eval_s = time.perf_counter() - t0
@@ -208,12 +223,12 @@ def run_benchmark(cfg: RunConfig, log: Callable[[str], None] = print) -> RunResu
         paired = paired_tests(evaluations, cfg.evaluation)
         for name, record in pending.items():
             record["paired"] = paired[name]
-            path = write_record(run_dir / "records" / f"{name}.seed{seed}.json", record)
+            path = write_record(confined(run_dir, "records", f"{name}.seed{seed}.json"), record)
             records.append(load_record(path))  # render what the files hold, nothing else
     markdown = leaderboard_markdown(records)
-    out = cfg.leaderboard_dir / f"{cfg.split.name}.md"
+    out = confined(cfg.leaderboard_dir, f"{cfg.split.name}.md")
     write_bytes_atomic(out, markdown.encode("utf-8"))
-    write_bytes_atomic(run_dir / "leaderboard.md", markdown.encode("utf-8"))
+    write_bytes_atomic(confined(run_dir, "leaderboard.md"), markdown.encode("utf-8"))
     log(f"run {run_dir} finished in {time.perf_counter() - started:.0f} s")
     return RunResult(run_dir=run_dir, records=records, leaderboard_path=out, markdown=markdown)
 

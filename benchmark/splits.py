@@ -30,6 +30,7 @@ import pandas as pd
 import yaml
 
 from qpebench.errors import SplitError
+from qpebench.names import check_name
 from qpebench.registry import SPLITS
 
 I64 = npt.NDArray[np.int64]
@@ -330,16 +331,23 @@ class SplitSpec:
     def from_mapping(cls, data: dict[str, Any]) -> SplitSpec:
         """Build and check a spec from a parsed YAML mapping.
 
+        The split's name and its ``ood_test`` set names become file names (the leaderboard's
+        ``<split>.md``) and keys of every record, so they must be safe names
+        (:func:`qpebench.names.check_name`).
+
         Raises:
-            SplitError: A missing key or a malformed filter, naming the split and the key.
+            SplitError: A missing key, an unsafe split or set name, or a malformed filter,
+                naming the split and the key.
         """
-        name = str(data.get("name", "<unnamed>"))
+        name = check_name(data.get("name"), "split name", error=SplitError)
         missing = [k for k in ("train", "id_val", "id_test") if k not in data]
         if missing:
             raise SplitError(f"split {name!r}: missing {missing}")
         ood = data.get("ood_test") or {}
         if not isinstance(ood, dict):
             raise SplitError(f"split {name!r}: ood_test must map test-set names to filters")
+        for key in ood:
+            check_name(key, f"split {name!r}: ood_test set name", error=SplitError)
         try:
             buffer = float(data.get("temporal_buffer_hours", 24.0))
         except (TypeError, ValueError):

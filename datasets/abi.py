@@ -76,7 +76,7 @@ import xarray as xr
 from pyproj import CRS
 
 from qpebench.datasets.grid import Grid
-from qpebench.datasets.radar import Probe, attr_text, decoded_attrs, open_hdf5
+from qpebench.datasets.radar import Probe, attr_text, dataset_values, decoded_attrs, open_hdf5
 from qpebench.datasets.satellite import SatelliteReader, make_scan, register_satellite_reader
 from qpebench.errors import FileFormatError, UnknownNameError, unknown_name_message
 
@@ -107,6 +107,8 @@ _PRODUCTS = {
     "L1b": ("Rad", "ABI L1b Radiances", "-L1b-Rad"),
     "CMIP": ("CMI", "ABI L2 Cloud and Moisture Imagery", "-L2-CMIP"),
 }
+#: Pixels along each side of the largest emissive-band image: the 2-km full disk.
+_MAX_SIDE = 5424
 #: Relative agreement within which a float32 scan-angle attribute is a whole microradian.
 _FLOAT32_REL = 2.0**-23
 
@@ -162,10 +164,11 @@ def _scalar(h5: h5py.File, name: str, path: Path) -> float | None:
     if name not in h5:
         return None
     var = h5[name]
+    raw = dataset_values(h5, name, path, 1)
     try:
-        value = np.asarray(var[()], dtype=np.float64).ravel()
-    except (OSError, ValueError, TypeError) as exc:
-        raise FileFormatError(f"{path}: cannot read variable {name!r}: {exc}") from None
+        value = raw.astype(np.float64).ravel()
+    except (ValueError, TypeError) as exc:
+        raise FileFormatError(f"{path}: variable {name!r} is not a number: {exc}") from None
     if value.size != 1 or not np.isfinite(value[0]):
         return None
     fill = var.attrs.get("_FillValue")
@@ -193,7 +196,7 @@ def _times(h5: h5py.File, attrs: dict[str, Any], path: Path) -> tuple[datetime, 
     start = _time_attr(attrs, "time_coverage_start")
     end = _time_attr(attrs, "time_coverage_end")
     if (start is None or end is None) and "time_bounds" in h5:
-        bounds = np.asarray(h5["time_bounds"][()], np.float64).ravel()
+        bounds = dataset_values(h5, "time_bounds", path, 2).astype(np.float64).ravel()
         if bounds.size == 2 and np.isfinite(bounds).all():
             start = start or _J2000 + timedelta(seconds=float(bounds[0]))
             end = end or _J2000 + timedelta(seconds=float(bounds[1]))
@@ -302,7 +305,7 @@ def _axis(h5: h5py.File, name: str, path: Path) -> npt.NDArray[np.float64]:
     # netCDF-4 keeps a bare dimension as an empty HDF5 dataset that says so in its NAME.
     if var is None or attr_text(var.attrs.get("NAME", "")).startswith("This is a netCDF dim"):
         raise FileFormatError(f"{path}: no {name!r} coordinate variable")
-    raw = np.asarray(var[()]).ravel()
+    raw = dataset_values(h5, name, path, _MAX_SIDE).ravel()
     scale = var.attrs.get("scale_factor")
     offset = var.attrs.get("add_offset")
     if scale is None or offset is None or raw.dtype.kind not in "iu":
@@ -380,12 +383,12 @@ def _unpack(h5: h5py.File, name: str, path: Path) -> tuple[npt.NDArray[np.float6
     """A packed ``(y, x)`` variable as float64 with fill/out-of-range counts as NaN."""
     var = h5[name]
     attrs = decoded_attrs(var)
-    if var.ndim != 2:
-        raise FileFormatError(f"{path}: {name!r} has shape {var.shape}, expected (y, x)")
-    try:
-        raw = np.asarray(var[()])
-    except (OSError, ValueError) as exc:
-        raise FileFormatError(f"{path}: cannot read {name!r} (truncated?): {exc}") from None
+    if var.ndim != 2 or max(var.shape) > _MAX_SIDE:
+        raise FileFormatError(
+            f"{path}: {name!r} has shape {var.shape}, expected (y, x) of at most {_MAX_SIDE} "
+            "(the 2-km full disk); refused before reading"
+        )
+    raw = dataset_values(h5, name, path, _MAX_SIDE**2)
     if raw.dtype.kind not in "iu":
         raise FileFormatError(f"{path}: {name!r} is {raw.dtype}, expected packed integers")
     unsigned = attr_text(attrs.get("_Unsigned", "false")).lower() == "true"

@@ -37,7 +37,9 @@ error, outside-scan and space pixels). This module is the wrapper around it:
 * satpy takes the segment number, band and slot from the **file name**; the files are therefore
   handed to satpy under canonical names built from their headers (symbolic links, or the
   decompressed copy of a ``.bz2`` file, in a temporary directory), so renamed files are read
-  correctly and a name can never contradict the header;
+  correctly and a name can never contradict the header; a ``.bz2`` file is decompressed only
+  up to the size its header declares (:mod:`qpebench.limits`), and no header may declare more
+  than the largest HSD segment (22000 × 2200 pixels);
 * the observation window (``start_time``/``end_time``) spans every segment and band read
   (satpy's ``time_parameters``: ``observation_start_time``/``observation_end_time``); the
   nominal time is satpy's ``nominal_start_time``, the observation timeline of block #1 (for
@@ -58,7 +60,6 @@ visible-band files in the same call are checked for the scan but otherwise ignor
 
 from __future__ import annotations
 
-import bz2
 import os
 import re
 import shutil
@@ -74,6 +75,7 @@ import numpy as np
 import xarray as xr
 from pyproj import CRS
 
+from qpebench import limits
 from qpebench.datasets.grid import Grid
 from qpebench.datasets.radar import Probe, probe_file
 from qpebench.datasets.satellite import SatelliteReader, make_scan, register_satellite_reader
@@ -144,6 +146,8 @@ _FIXED_LENGTHS = {1: 282, 2: 50, 3: 127, 4: 139, 5: 147, 6: 259, 7: 47, 11: 259}
 _MIN_LENGTHS = {8: 61, 9: 45, 10: 47}
 _AREA = re.compile(r"^(FLDK|JP0[1-4]|R[1-5]0[1-9])$")
 _MJD_EPOCH = datetime(1858, 11, 17, tzinfo=UTC)
+#: The largest HSD image: a segment of the 0.5-km band B03 full disk (22000 columns × 2200).
+_MAX_PIXELS = 22000 * 2200
 
 
 @dataclass(frozen=True)
@@ -262,6 +266,13 @@ def _parse(path: Path) -> _Segment:
     cal = np.frombuffer(head, _CAL, count=1, offset=offsets[5])[0]
     seg = np.frombuffer(head, _SEGMENT, count=1, offset=offsets[7])[0]
     columns, lines = int(data["number_of_columns"]), int(data["number_of_lines"])
+    limits.check_declared(
+        path,
+        f"HSD image ({lines} lines × {columns} columns)",
+        columns * lines,
+        _MAX_PIXELS,
+        unit="pixels",
+    )
     data_length = int(basic["total_data_length"])
     if int(data["number_of_bits_per_pixel"]) != 16 or data["compression_flag_for_data"] != 0:
         raise FileFormatError(
@@ -375,19 +386,15 @@ def _stage(segments: Sequence[_Segment], into: Path) -> list[str]:
         )
         target = into / name
         if seg.compression == "bzip2":
-            try:
-                with bz2.open(seg.path, "rb") as src, target.open("wb") as dst:
-                    shutil.copyfileobj(src, dst, 1 << 20)
-            except (OSError, EOFError, ValueError) as exc:
+            # Decompression stops just past the size the header declares (qpebench.limits).
+            declared = seg.header_length + seg.data_length
+            data = limits.read_decompressed(seg.path, declared=declared)
+            if len(data) != declared:
                 raise FileFormatError(
-                    f"{seg.path}: corrupt or truncated bzip2 stream ({exc})"
-                ) from None
-            size = target.stat().st_size
-            if size != seg.header_length + seg.data_length:
-                raise FileFormatError(
-                    f"{seg.path}: decompresses to {size} bytes, but the HSD header announces "
+                    f"{seg.path}: decompresses to {len(data)} bytes, but the HSD header announces "
                     f"{seg.header_length} + {seg.data_length} (truncated or padded file)"
                 )
+            target.write_bytes(data)
         elif seg.compression:
             raise FileFormatError(f"{seg.path}: {seg.compression}-compressed HSD is not supported")
         else:

@@ -63,13 +63,14 @@ import pandas as pd
 import xarray as xr
 from pyproj import CRS
 
+from qpebench import limits
 from qpebench.datasets.grid import Grid
 from qpebench.datasets.radar import (
     Probe,
     RadarReader,
+    hdf5_bytes,
     make_field,
     open_hdf5,
-    read_decompressed,
     register_reader,
 )
 from qpebench.errors import FileFormatError
@@ -104,15 +105,19 @@ def _crs_from_cf(items: tuple[tuple[str, Any], ...]) -> CRS:
 
 
 def _open(path: Path) -> xr.Dataset:
-    with open_hdf5(path):  # the same clear error for truncated or foreign files
-        pass
-    source = io.BytesIO(read_decompressed(path))
+    with open_hdf5(path) as h5:  # the same clear error for truncated or foreign files
+        limits.check_hdf5_file(h5, path)
+    source = io.BytesIO(hdf5_bytes(path))
     # Times are decoded per variable in _time, so a bad unit is reported with its name.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", xr.SerializationWarning)  # several fill values: all NaN
         ds = xr.open_dataset(
             source, engine="h5netcdf", phony_dims="sort", decode_coords=False, decode_times=False
         )
+    size = sum(var.size * var.dtype.itemsize for var in ds.variables.values())
+    limits.check_declared(
+        path, "its variables (all together)", size, limits.max_decompressed_bytes(), unit="bytes"
+    )
     return ds.load()
 
 

@@ -63,12 +63,12 @@ import tifffile
 import xarray as xr
 from pyproj import CRS, Transformer
 
+from qpebench import limits
 from qpebench.datasets.grid import Grid
 from qpebench.datasets.radar import (
     Probe,
     RadarReader,
     make_field,
-    read_decompressed,
     register_reader,
     utc,
 )
@@ -103,12 +103,12 @@ def _sniff_pgm(probe: Probe) -> bool:
     return head.startswith(b"P5") and b"# obstime" in head and b"# projection" in head
 
 
-def parse_pgm(raw: bytes, path: Path) -> tuple[dict[str, list[str]], npt.NDArray[np.uint8]]:
-    """Split a binary PGM into its ``# key value`` comments and its ``(rows, cols)`` image.
+def _pgm_header(raw: bytes, path: Path) -> tuple[dict[str, list[str]], int, int, int]:
+    """The ``# key value`` comments, width, height and data offset of a binary PGM's header.
 
     Raises:
-        FileFormatError: Not ``P5``, a malformed or incomplete header, maxval above 255 or
-            fewer data bytes than ``width × height``.
+        FileFormatError: Not ``P5``, a malformed or incomplete header, maxval above 255, or a
+            size above what fits the global cap as float32 (:func:`qpebench.limits.max_elements`).
     """
     if not raw.startswith(b"P5"):
         raise FileFormatError(f"{path}: not a binary PGM: magic {raw[:2]!r}, expected b'P5'")
@@ -119,7 +119,10 @@ def parse_pgm(raw: bytes, path: Path) -> tuple[dict[str, list[str]], npt.NDArray
         while pos < len(raw) and raw[pos : pos + 1].isspace():
             pos += 1
         if pos >= len(raw):
-            raise FileFormatError(f"{path}: PGM header ends before width, height and maxval")
+            raise FileFormatError(
+                f"{path}: PGM header ends before width, height and maxval (in its first "
+                f"{len(raw):,} bytes)"
+            )
         if raw[pos : pos + 1] == b"#":
             end = raw.find(b"\n", pos)
             if end < 0:
@@ -143,19 +146,38 @@ def parse_pgm(raw: bytes, path: Path) -> tuple[dict[str, list[str]], npt.NDArray
     width, height, maxval = tokens
     if not raw[pos : pos + 1].isspace():
         raise FileFormatError(f"{path}: PGM maxval is not followed by a whitespace byte")
-    pos += 1
     if not 0 < maxval < 256:
         raise FileFormatError(f"{path}: PGM maxval {maxval} is not supported (1-byte images only)")
     if width <= 0 or height <= 0:
         raise FileFormatError(f"{path}: PGM size {width}x{height} is empty")
+    limits.check_declared(
+        path, f"PGM size {width}x{height}", width * height, limits.max_elements(4), unit="pixels"
+    )
+    meta["maxval"] = [str(maxval)]
+    return meta, width, height, pos + 1
+
+
+def parse_pgm(raw: bytes, path: Path) -> tuple[dict[str, list[str]], npt.NDArray[np.uint8]]:
+    """Split a binary PGM into its ``# key value`` comments and its ``(rows, cols)`` image.
+
+    Raises:
+        FileFormatError: A bad header (see :func:`_pgm_header`) or fewer data bytes than
+            ``width × height``.
+    """
+    meta, width, height, pos = _pgm_header(raw, path)
     need = width * height
     if len(raw) - pos < need:
         raise FileFormatError(
             f"{path}: truncated PGM: {len(raw) - pos} data bytes, {width}x{height} needs {need}"
         )
     image = np.frombuffer(raw, dtype=np.uint8, count=need, offset=pos).reshape(height, width)
-    meta["maxval"] = [str(maxval)]
     return meta, image
+
+
+def _pgm_size(head: bytes, path: Path) -> int:
+    """The file size a PGM header at the start of ``head`` declares (header and image)."""
+    _, width, height, pos = _pgm_header(head, path)
+    return pos + width * height
 
 
 def _floats(meta: dict[str, list[str]], key: str, n: int, path: Path) -> list[float]:
@@ -222,7 +244,8 @@ def read_fmi_pgm(path: Path) -> xr.DataArray:
     Raises:
         FileFormatError: Bad PGM header, missing FMI metadata, truncated data.
     """
-    meta, image = parse_pgm(read_decompressed(path), path)
+    raw = limits.read_decompressed(path, head_limit=lambda head: _pgm_size(head, path))
+    meta, image = parse_pgm(raw, path)
     missing = [k for k in _PGM_REQUIRED if k not in meta]
     if missing:
         raise FileFormatError(f"{path}: FMI PGM header lacks the comment fields {missing}")
@@ -406,6 +429,8 @@ def read_fmi_geotiff(path: Path) -> xr.DataArray:
                 f"{path}: expected one 8-bit band, got {page.shape} {page.dtype} "
                 f"with {page.samplesperpixel} samples per pixel"
             )
+        size = page.imagewidth * page.imagelength
+        limits.check_declared(path, "TIFF image", size, limits.max_elements(4), unit="pixels")
         grid = geotiff_grid(tif.geotiff_metadata, page.imagewidth, page.imagelength, path)
         try:
             image = page.asarray()

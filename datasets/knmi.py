@@ -54,12 +54,14 @@ import numpy.typing as npt
 import xarray as xr
 from pyproj import CRS, Transformer
 
+from qpebench import limits
 from qpebench.datasets.grid import Grid
 from qpebench.datasets.radar import (
     Kind,
     Probe,
     RadarReader,
     attr_text,
+    dataset_values,
     make_field,
     open_hdf5,
     register_reader,
@@ -197,6 +199,7 @@ def _grid(h5: h5py.File, path: Path) -> Grid:
     crs = _crs(attr_text(_attr(proj, "projection_proj4_params", path)), path)
     nx = int(_number(_attr(geo, "geo_number_columns", path)))
     ny = int(_number(_attr(geo, "geo_number_rows", path)))
+    limits.check_declared(path, "geographic grid", nx * ny, limits.max_elements(8), unit="cells")
     col_offset = _number(_attr(geo, "geo_column_offset", path))
     row_offset = _number(_attr(geo, "geo_row_offset", path))
     size_x = _number(_attr(geo, "geo_pixel_size_x", path))
@@ -274,7 +277,7 @@ def _decode(
     codes = {missing}
     if "calibration_out_of_image" in calibration.attrs:
         codes.add(int(_number(calibration.attrs["calibration_out_of_image"])))
-    raw = np.asarray(h5[f"{image}/image_data"][()])
+    raw = dataset_values(h5, f"{image}/image_data", path)
     if raw.ndim != 2:
         raise FileFormatError(f"{path}: /{image}/image_data has {raw.ndim} dimensions, expected 2")
     values = raw.astype(np.float64) * gain + offset

@@ -164,6 +164,8 @@ def read_meteoswiss_gif(path: Path) -> xr.DataArray:
             palette = image.getpalette() or []
             comment = _comment(image.info)
             index = np.asarray(image, dtype=np.uint8)
+    except Image.DecompressionBombError as exc:  # a size far beyond 710 × 640, before decoding
+        raise FileFormatError(f"{path}: refused before decoding: {exc}") from None
     except (OSError, EOFError, SyntaxError) as exc:
         raise FileFormatError(
             f"{path}: cannot decode the GIF (truncated or corrupt): {exc}"

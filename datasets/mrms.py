@@ -58,12 +58,12 @@ import xarray as xr
 # isort: split
 import eccodes
 
+from qpebench import limits
 from qpebench.datasets.grid import Grid
 from qpebench.datasets.radar import (
     Probe,
     RadarReader,
     make_field,
-    read_decompressed,
     register_reader,
     utc,
 )
@@ -99,7 +99,8 @@ def _is_mrms(probe: Probe) -> bool:
     )
 
 
-def _check_message(data: bytes, path: Path) -> None:
+def _section0(data: bytes, path: Path) -> int:
+    """Check section 0 (and the centre in section 1); the message length section 0 declares."""
     if len(data) < 16 or data[:4] != _GRIB:
         raise FileFormatError(f"{path}: not a GRIB file (starts with {data[:8]!r})")
     if data[7] != 2:
@@ -113,7 +114,11 @@ def _check_message(data: bytes, path: Path) -> None:
             f"{path}: originating centre {_centre(data)} is not NSSL ({NSSL_CENTRE}); discipline "
             f"{MRMS_DISCIPLINE} is a local table, meaningful only for MRMS products"
         )
-    total = int.from_bytes(data[8:16], "big")
+    return int.from_bytes(data[8:16], "big")
+
+
+def _check_message(data: bytes, path: Path) -> None:
+    total = _section0(data, path)
     if len(data) < total:
         raise FileFormatError(
             f"{path}: truncated: section 0 gives a {total}-byte GRIB message, the file holds "
@@ -155,6 +160,9 @@ def _grid(handle: Any, path: Path) -> Grid:
         )
     if ni < 2 or nj < 2 or not (di > 0 and dj > 0):
         raise FileFormatError(f"{path}: degenerate grid Ni={ni}, Nj={nj}, increments {di}, {dj}")
+    limits.check_declared(
+        path, "GRIB grid (Ni × Nj)", ni * nj, limits.max_elements(8), unit="cells"
+    )
     north_up = mode == _SCAN_NORTH_DOWN
     lat_last = lat0 - (nj - 1) * dj if north_up else lat0 + (nj - 1) * dj
     lon_gap = (lon1 - (lon0 + (ni - 1) * di) + 180.0) % 360.0 - 180.0
@@ -238,7 +246,7 @@ def read_mrms(path: Path) -> xr.DataArray:
             MRMS product, a grid that is not regular lat/lon or contradicts itself, undocumented
             negative codes, or missing GRIB keys; the message names the file and the problem.
     """
-    data = read_decompressed(path)
+    data = limits.read_decompressed(path, head_limit=lambda head: _section0(head, path))
     _check_message(data, path)
     try:
         handle = eccodes.codes_new_from_message(data)

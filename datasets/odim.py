@@ -28,11 +28,13 @@ import numpy.typing as npt
 import xarray as xr
 from pyproj import CRS, Transformer
 
+from qpebench import limits
 from qpebench.datasets.grid import Grid
 from qpebench.datasets.radar import (
     Kind,
     Probe,
     RadarReader,
+    dataset_values,
     decoded_attrs,
     make_field,
     open_hdf5,
@@ -76,7 +78,7 @@ def _require(what: dict[str, Any], key: str, path: Path, where: str) -> Any:
 def _decode(
     h5: h5py.File, node: str, what: dict[str, Any], path: Path
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
-    raw = np.asarray(h5[f"{node}/data"][()])
+    raw = dataset_values(h5, f"{node}/data", path)
     gain = float(_require(what, "gain", path, node))
     offset = float(_require(what, "offset", path, node))
     nodata = what.get("nodata")
@@ -115,6 +117,9 @@ def _grid(h5: h5py.File, path: Path) -> Grid:
         raise FileFormatError(f"{path}: /where lacks {missing} (not a Cartesian ODIM product?)")
     crs = CRS.from_proj4(str(where["projdef"]))
     nx, ny = int(where["xsize"]), int(where["ysize"])
+    limits.check_declared(
+        path, "/where xsize × ysize", nx * ny, limits.max_elements(8), unit="cells"
+    )
     dx, dy = float(where["xscale"]), float(where["yscale"])
     to_xy = Transformer.from_crs(crs.geodetic_crs, crs, always_xy=True)
     x_ul, y_ul = to_xy.transform(float(where["UL_lon"]), float(where["UL_lat"]))

@@ -31,7 +31,6 @@ an explicit :class:`ZRRelation` and never silently. Readers register a :class:`R
 from __future__ import annotations
 
 import bz2
-import gzip
 import io
 import os
 import zlib
@@ -48,6 +47,7 @@ import numpy.typing as npt
 import xarray as xr
 from scipy import ndimage
 
+from qpebench import limits
 from qpebench.datasets.grid import GRID_MAPPING, Grid
 from qpebench.errors import ConfigError, ConversionError, FileFormatError, QpebenchError
 from qpebench.registry import RADAR_READERS
@@ -57,9 +57,6 @@ Kind = Literal["rate", "accumulation", "reflectivity"]
 ECHO, NO_ECHO, NO_DATA, REJECTED = 0, 1, 2, 3
 STATUS_MEANINGS = "echo no_echo no_data rejected"
 _NAMES = {"rate": "rain_rate", "accumulation": "rain_amount", "reflectivity": "reflectivity"}
-_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
-_GZIP_MAGIC = b"\x1f\x8b"
-_BZIP2_MAGIC = b"BZh"
 
 
 @dataclass(frozen=True)
@@ -409,14 +406,13 @@ def probe_file(path: Path) -> Probe:
         raw = fh.read(4096)
         if not raw:
             raise FileFormatError(f"{path}: empty file (0 bytes)")
-        compression, head = "", raw
+        compression, head = limits.detect_codec(raw) or "", raw
         try:
-            if raw.startswith(_GZIP_MAGIC):
-                compression = "gzip"
+            if compression == "gzip":
                 head = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(raw, 4096)
-            elif raw.startswith(_BZIP2_MAGIC):
+            elif compression == "bzip2":
                 # bzip2 yields output only block by block (≤ 900 kB of input each).
-                compression, decompressor, head = "bzip2", bz2.BZ2Decompressor(), b""
+                decompressor, head = bz2.BZ2Decompressor(), b""
                 chunk = raw
                 while chunk and len(head) < 4096 and not decompressor.eof:
                     head += decompressor.decompress(chunk, 4096 - len(head))
@@ -425,32 +421,81 @@ def probe_file(path: Path) -> Probe:
             raise FileFormatError(f"{path}: corrupt {compression} stream ({exc})") from None
     if not head:
         raise FileFormatError(f"{path}: empty after {compression} decompression")
-    if not head.startswith(_HDF5_MAGIC):
+    if not head.startswith(limits.HDF5_MAGIC):
         return Probe(path, head, compression)
-    with open_hdf5(path) as h5:
+    with open_hdf5(path) as h5, reader_errors(path, "HDF5"):
         keys = frozenset(h5.keys())
         root = decoded_attrs(h5)
     return Probe(path, head, compression, keys, root)
+
+
+def hdf5_bytes(path: Path) -> bytes:
+    """An HDF5 file's bytes, decompressed when gzip or bzip2 and checked against its superblock.
+
+    Decompression stops at the size the superblock declares (see :mod:`qpebench.limits`).
+
+    Raises:
+        FileFormatError: Not HDF5, a bad superblock, shorter than the superblock declares,
+            beyond a cap, or a corrupt compressed stream.
+    """
+    data = limits.read_decompressed(path, head_limit=lambda head: limits.hdf5_size(head, path))
+    limits.check_hdf5_length(
+        path, len(data), limits.hdf5_size(data[: limits.SUPERBLOCK_BYTES], path)
+    )
+    return data
 
 
 def open_hdf5(path: Path) -> h5py.File:
     """Open an HDF5 (or netCDF4) file for reading; a gzip or bzip2 one is decompressed in memory.
 
     Raises:
-        FileFormatError: The file (or its decompressed content) cannot be opened as HDF5.
+        FileFormatError: The file (or its decompressed content) is not HDF5, is shorter than its
+            superblock declares, or cannot be opened.
     """
     with path.open("rb") as fh:
-        head = fh.read(8)
-    compressed = head.startswith((_GZIP_MAGIC, _BZIP2_MAGIC))
-    data = read_decompressed(path) if compressed else head
-    if not data.startswith(_HDF5_MAGIC):
-        raise FileFormatError(f"{path}: not an HDF5 file (no HDF5 signature)")
+        head = fh.read(limits.SUPERBLOCK_BYTES)
+    source: Path | io.BytesIO = path
+    if limits.detect_codec(head) is None:
+        limits.check_hdf5_length(path, path.stat().st_size, limits.hdf5_size(head, path))
+    else:
+        source = io.BytesIO(hdf5_bytes(path))
     try:
-        return h5py.File(io.BytesIO(data) if compressed else path, "r")
+        return h5py.File(source, "r")
     except (OSError, EOFError) as exc:
         raise FileFormatError(
             f"{path}: HDF5 file cannot be opened (truncated or corrupt): {exc}"
         ) from None
+
+
+def dataset_values(
+    h5: h5py.File, name: str, path: Path, maximum: int | None = None
+) -> npt.NDArray[Any]:
+    """An HDF5 dataset's values, refused before reading when its shape declares too many.
+
+    Its deflate chunks are checked first (:func:`qpebench.limits.check_hdf5_chunks`), so a chunk
+    bomb is refused instead of inflated by libhdf5.
+
+    Args:
+        h5: The open file.
+        name: The dataset's path in the file.
+        path: The file, for messages.
+        maximum: The most elements accepted (default: what fits the global cap as float64,
+            :func:`qpebench.limits.max_elements`).
+
+    Raises:
+        FileFormatError: ``name`` is not a dataset, holds more than ``maximum`` elements, has a
+            chunk that inflates beyond its size, or cannot be read (truncated, corrupt chunks).
+    """
+    node = h5.get(name)
+    if not isinstance(node, h5py.Dataset):
+        raise FileFormatError(f"{path}: /{name} is not an HDF5 dataset")
+    most = limits.max_elements(8) if maximum is None else maximum
+    limits.check_declared(path, f"dataset /{name} {node.shape}", node.size, most)
+    limits.check_hdf5_chunks(node, path)
+    try:
+        return np.asarray(node[()])
+    except (OSError, ValueError, TypeError) as exc:
+        raise FileFormatError(f"{path}: cannot read /{name} (truncated?): {exc}") from None
 
 
 def read_native(path: str | os.PathLike[str], *, source: str | None = None) -> xr.DataArray:
@@ -462,8 +507,10 @@ def read_native(path: str | os.PathLike[str], *, source: str | None = None) -> x
 
     Raises:
         FileNotFoundError: No such file.
-        FileFormatError: The file is empty, truncated, of an unknown format or lacks required
-            attributes; the message names the file and the problem.
+        FileFormatError: The file is empty, truncated, of an unknown format, lacks required
+            attributes, or declares or decompresses to more than :mod:`qpebench.limits` allows
+            (checked before reading); any other failure inside a reader becomes one too. The
+            message is one line naming the file and the problem.
         UnknownNameError: ``source`` is not a registered reader.
     """
     path = Path(path)
@@ -487,8 +534,9 @@ def reader_errors(path: Path, reader: str) -> Iterator[None]:
     except (QpebenchError, FileNotFoundError):
         raise
     except Exception as exc:  # any failure inside a reader is a problem of this file
+        text = " ".join(str(exc).split())  # one line, whatever the library wrote
         raise FileFormatError(
-            f"{path}: cannot read as {reader}: {type(exc).__name__}: {exc}"
+            f"{path}: cannot read as {reader}: {type(exc).__name__}: {text}"
         ) from exc
 
 
@@ -648,23 +696,6 @@ def scan_radar(
 def utc(text: str, fmt: str) -> datetime:
     """Parse a UTC timestamp with ``fmt`` (e.g. ``"%Y%m%d%H%M%S"``)."""
     return datetime.strptime(text, fmt).replace(tzinfo=UTC)
-
-
-def read_decompressed(path: Path) -> bytes:
-    """The file's bytes, decompressed when it is gzip- or bzip2-compressed.
-
-    Raises:
-        FileFormatError: A corrupt or truncated compressed stream.
-    """
-    data = path.read_bytes()
-    try:
-        if data.startswith(_GZIP_MAGIC):
-            return gzip.decompress(data)
-        if data.startswith(_BZIP2_MAGIC):
-            return bz2.decompress(data)
-    except (OSError, EOFError, ValueError, zlib.error) as exc:
-        raise FileFormatError(f"{path}: corrupt or truncated compressed stream ({exc})") from None
-    return data
 
 
 def attr_text(value: Any) -> str:

@@ -58,12 +58,12 @@ import numpy.typing as npt
 import xarray as xr
 from pyproj import CRS, Transformer
 
+from qpebench import limits
 from qpebench.datasets.grid import Grid
 from qpebench.datasets.radar import (
     Probe,
     RadarReader,
     make_field,
-    read_decompressed,
     register_reader,
     utc,
 )
@@ -105,6 +105,8 @@ _GRIDS: dict[tuple[int, int], tuple[float, float, float]] = {
     (1200, 1100): (470e3, 600e3, 1000.0),  # DE1200 (RADVOR RV …)
     (4800, 4400): (470e3, 600e3, 250.0),  # DE4800
 }
+#: The largest file a known grid makes: two-byte cells and the longest header.
+_MAX_BYTES = max(rows * cols for rows, cols in _GRIDS) * 2 + _MAX_HEADER
 _REFERENCE = (9.0, 51.0)
 _SPHERE = "+proj=stere +lat_0=90 +lat_ts=60 +lon_0=10 +R=6370040 +x_0=0 +y_0=0 +units=m +no_defs"
 _WGS84 = "+proj=stere +lat_0=90 +lat_ts=60 +lon_0=10 +ellps=WGS84 +x_0=0 +y_0=0 +units=m +no_defs"
@@ -218,6 +220,18 @@ def parse_header(raw: bytes, path: Path) -> RadolanHeader:
     )
 
 
+def _declared_bytes(head: bytes, path: Path) -> int:
+    """The total size (``BY``) the header at the start of ``head`` declares, if plausible.
+
+    Raises:
+        FileFormatError: A bad header, or ``BY`` above what the largest known grid needs.
+    """
+    header = parse_header(head, path)
+    return limits.check_declared(
+        path, "RADOLAN header BY (total size)", header.total_bytes, _MAX_BYTES, unit="bytes"
+    )
+
+
 def radolan_crs(format_version: int | None) -> CRS:
     """The RADOLAN polar stereographic CRS: sphere before format version 5, WGS84 from 5 on."""
     return CRS.from_proj4(_WGS84 if (format_version or 0) >= 5 else _SPHERE)
@@ -303,7 +317,7 @@ def read_radolan(path: Path) -> xr.DataArray:
         FileFormatError: Header without ETX or required fields, an unsupported product or grid,
             or a data section shorter than the header declares.
     """
-    raw = read_decompressed(path)
+    raw = limits.read_decompressed(path, head_limit=lambda head: _declared_bytes(head, path))
     header = parse_header(raw, path)
     product = header.product
     if product not in _REFLECTIVITY and product not in _AMOUNTS:

@@ -248,12 +248,13 @@ def read_satellite(
         canonical_wavelength_um=("band", [CANONICAL_BANDS[b].wavelength_um for b in chosen]),
     )
     if with_vza:
-        vza = viewing_zenith(
-            Grid.of(scan),
-            scan.attrs["satellite_longitude"],
-            scan.attrs["satellite_height"],
-            float(scan.attrs.get("satellite_latitude", 0.0)),
-        )
+        with reader_errors(files[0], name):  # the position and grid come from the file
+            vza = viewing_zenith(
+                Grid.of(scan),
+                scan.attrs["satellite_longitude"],
+                scan.attrs["satellite_height"],
+                float(scan.attrs.get("satellite_latitude", 0.0)),
+            )
         scan = scan.assign_coords(vza=(("y", "x"), vza, {"units": "degree"}))
     return scan
 

@@ -15,7 +15,9 @@ Four readers, sensor ``SEVIRI`` (channel names ``IR_039`` … ``IR_134``, ``WV_0
     ``IR_039`` can calibrate to negative "brightness temperatures"; they are kept as satpy
     gives them (the sample validator refuses them in a store). Data before the December 2017
     ground-segment change are half a pixel off; satpy reports this as
-    ``georef_offset_corrected`` (recorded) and places the grid accordingly.
+    ``georef_offset_corrected`` (recorded) and places the grid accordingly. Before satpy
+    reads them, every file's size must match its primary header and a segment's image
+    structure may declare at most one HRV segment (11136 × 464 pixels of ≤ 16 bits).
 ``seviri_native`` — EUMETSAT Level 1.5 native format (``.nat``; EUM/MSG/ICD/105), one file per
     scan, read by satpy's ``seviri_l1b_native`` reader. Detected by the ASCII archive header
     (``FormatName : NATIVE``) that archive and Data Store files carry. No native file is
@@ -30,6 +32,10 @@ Four readers, sensor ``SEVIRI`` (channel names ``IR_039`` … ``IR_134``, ``WV_0
     metres of the RSS projection (``lon_0 = 9.5``); ``x`` decreases and ``y`` increases, i.e. the
     array is rotated 180° from north-up. The ``time`` coordinate is the *end* of the 5-min
     slot (the 11:35 file has ``start_time`` 11:30:08): the nominal time is the slot start.
+    Before zarr reads anything, every declared size is checked against the ``area`` grid (at
+    most SEVIRI's 3712 × 3712 disk) and every chunk against its array's chunk size: zarr's
+    own codecs decompress a chunk without bound (a zlib chunk of 112 MiB is only refused after
+    it has been decompressed, at the reshape).
 ``seviri_meteosatlib_nc`` — netCDF-3 windows written by ARPA-SIM's meteosatlib
     (``MSG_Seviri_1_5_<channel>_<YYYYMMDD>_<HHMM>.nc``): one variable per channel, float32
     already in K. Its ``add_offset = 1.0`` and ``scale_factor = 1.0`` are bogus (the values are
@@ -40,7 +46,8 @@ Four readers, sensor ``SEVIRI`` (channel names ``IR_039`` … ``IR_134``, ``WV_0
     north-up and west → east, so column ``AreaStartPix + j`` lies at ``x = (AreaStartPix + j −
     COFF) · Δ`` with ``Δ = 2¹⁶ / |CFAC|`` degrees of scan angle (3000.40 m at the sub-satellite
     point), and line ``AreaStartLin + i`` at ``y = −(AreaStartLin + i − LOFF) · Δ``; this places
-    the window's Earth/space boundary on the geometric limb (tested).
+    the window's Earth/space boundary on the geometric limb (tested). A file shorter than its
+    netCDF-3 header declares is refused (the netCDF library would pad it with fill values).
 
 All three: the geostationary projection of the file (``+proj=geos +h=35785831 +a=6378169
 +rf=295.488065897014``), the platform's nominal longitude, and ``time`` = the nominal slot start.
@@ -48,12 +55,16 @@ All three: the geostationary projection of the file (``+proj=geos +h=35785831 +a
 
 from __future__ import annotations
 
+import itertools
+import json
+import math
+import struct
 import warnings
 import zipfile
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import numpy.typing as npt
@@ -61,6 +72,7 @@ import xarray as xr
 import yaml
 from pyproj import CRS
 
+from qpebench import limits
 from qpebench.datasets.grid import Grid
 from qpebench.datasets.radar import Probe
 from qpebench.datasets.satellite import SatelliteReader, make_scan, register_satellite_reader
@@ -99,6 +111,18 @@ _METEOSATLIB_CHANNELS = {
     "Infrared_13_4": "IR_134",
 }
 _SEVIRI_COLUMNS = 3712
+_HRIT_MAX_PIXELS = 11136 * 464  # one HRV segment: the largest HRIT image
+_HRIT_MAX_HEADER = 1024**2  # bytes (real headers: a few kB)
+#: zarr compressor ids decompressed here with a bound (blosc is checked from its header).
+_ZARR_CODECS: dict[str, limits.Codec] = {"zlib": "zlib", "gzip": "gzip"}
+_MAX_METADATA = 16 * 1024**2  # bytes of one zarr metadata (JSON) member
+_MAX_CELLS = _SEVIRI_COLUMNS**2 * 12  # elements of one Satip array: full disk × 12 channels
+_MAX_CHUNK_BYTES = 256 * 1024**2  # bytes of one decoded chunk
+_MAX_CHUNKS = 100_000  # chunks of one array
+# netCDF-3 header tags and external type sizes (netCDF "File Format Specification").
+_NC_DIMENSION, _NC_VARIABLE, _NC_ATTRIBUTE = 0x0A, 0x0B, 0x0C
+_NC_MAX_VAR_DIMS = 1024  # netCDF's NC_MAX_VAR_DIMS
+_NC_TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 4, 6: 8, 7: 1, 8: 2, 9: 4, 10: 8, 11: 8}
 
 
 def _geos_crs(longitude: float) -> CRS:
@@ -141,19 +165,59 @@ def hrit_companions(path: Path) -> list[Path]:
     )
 
 
-def _check_hrit_size(path: Path) -> None:
-    """The primary header's total header length + data field length (bits) is the file size."""
+def _check_hrit_header(path: Path) -> None:
+    """Check an HRIT file's headers against its size and sane image dimensions.
+
+    The primary header's total header length + data field length (bits) must be the file
+    size; the header records must tile the header; an image file (file type 0) must carry an
+    image structure record (CGMS 03 §4.3.1.2: NB bits, NC columns, NL lines) of at most 16
+    bits and one HRV segment's pixels, and an uncompressed one exactly NB × NC × NL data bits.
+
+    Raises:
+        FileFormatError: Any of the above fails.
+    """
+    size = path.stat().st_size
     with path.open("rb") as fh:
         primary = fh.read(16)
-    if len(primary) < 16 or primary[:3] != b"\x00\x00\x10":
-        raise FileFormatError(f"{path}: not an HRIT file (no primary header)")
-    header = int.from_bytes(primary[4:8], "big")
-    data_bits = int.from_bytes(primary[8:16], "big")
-    expected, size = header + data_bits // 8, path.stat().st_size
-    if size != expected:
+        if len(primary) < 16 or primary[:3] != b"\x00\x00\x10":
+            raise FileFormatError(f"{path}: not an HRIT file (no primary header)")
+        header = int.from_bytes(primary[4:8], "big")
+        data_bits = int.from_bytes(primary[8:16], "big")
+        expected = header + data_bits // 8
+        if size != expected or header < 16:
+            raise FileFormatError(
+                f"{path}: HRIT file is {size} bytes, its primary header announces {expected} "
+                "(truncated or corrupt segment)"
+            )
+        limits.check_declared(path, "HRIT header", header, _HRIT_MAX_HEADER, unit="bytes")
+        records = primary + fh.read(header - 16)
+    image: tuple[int, int, int, int] | None = None
+    at = 16
+    while at < header:
+        kind, length = records[at], int.from_bytes(records[at + 1 : at + 3], "big")
+        if length < 3 or at + length > header:
+            raise FileFormatError(
+                f"{path}: HRIT header record {kind} at byte {at} has length {length}, "
+                f"beyond the {header}-byte header (corrupt)"
+            )
+        if kind == 1 and length == 9:
+            nb, nc, nl = records[at + 3], *struct.unpack_from(">2H", records, at + 4)
+            image = (nb, nc, nl, records[at + 8])
+        at += length
+    if primary[3] != 0:
+        return  # prologue, epilogue …: no image
+    if image is None:
+        raise FileFormatError(f"{path}: HRIT image file without an image structure record")
+    nb, nc, nl, compression = image
+    if not 0 < nb <= 16 or nc * nl > _HRIT_MAX_PIXELS:
         raise FileFormatError(
-            f"{path}: HRIT file is {size} bytes, its primary header announces {expected} "
-            "(truncated or corrupt segment)"
+            f"{path}: HRIT image structure declares {nl} lines × {nc} columns of {nb} bits, "
+            f"more than one HRV segment ({_HRIT_MAX_PIXELS:,} pixels of ≤ 16 bits); refused "
+            "before reading"
+        )
+    if compression == 0 and data_bits != nb * nc * nl:
+        raise FileFormatError(
+            f"{path}: uncompressed HRIT image of {nl} × {nc} × {nb} bits, but {data_bits} data bits"
         )
 
 
@@ -165,7 +229,7 @@ def read_hrit(files: Sequence[Path], channels: Sequence[str]) -> xr.DataArray:
             channel, or segments of several scans.
     """
     for path in files:
-        _check_hrit_size(path)
+        _check_hrit_header(path)
     names = [f.name for f in files]
     for part in ("PRO", "EPI"):
         if not any(f"-{part}_" in n for n in names):
@@ -266,6 +330,159 @@ def _is_satip(probe: Probe) -> bool:
     return has_data and any(n.startswith("x_geostationary/") for n in names)
 
 
+def _zip_json(zf: zipfile.ZipFile, member: str, path: Path) -> dict[str, Any]:
+    """A zarr metadata member (``.zarray``/``.zattrs``) as a JSON object."""
+    try:
+        info = zf.getinfo(member)
+    except KeyError:
+        raise FileFormatError(f"{path}: Satip zarr lacks {member!r}") from None
+    limits.check_declared(path, f"metadata {member!r}", info.file_size, _MAX_METADATA, unit="bytes")
+    text = limits.read_zip_member(zf, info, path)
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise FileFormatError(f"{path}: Satip zarr {member!r} is not JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise FileFormatError(f"{path}: Satip zarr {member!r} is not a JSON object")
+    return value
+
+
+def _satip_area_shape(attrs: dict[str, Any], path: Path) -> tuple[int, int]:
+    """(height, width) of the grid in the root ``area`` attribute, at most SEVIRI's full disk."""
+    try:
+        area = yaml.safe_load(str(attrs.get("area", "")))
+        shape = next(iter(area.values()))["shape"]
+        height, width = int(shape["height"]), int(shape["width"])
+    except (
+        yaml.YAMLError,
+        AttributeError,
+        KeyError,
+        StopIteration,
+        TypeError,
+        ValueError,
+        RecursionError,
+    ):
+        raise FileFormatError(f"{path}: Satip zarr without a readable 'area' shape") from None
+    if not (0 < height <= _SEVIRI_COLUMNS and 0 < width <= _SEVIRI_COLUMNS):
+        raise FileFormatError(
+            f"{path}: Satip 'area' declares {height} × {width} cells, more than SEVIRI's "
+            f"{_SEVIRI_COLUMNS} × {_SEVIRI_COLUMNS} full disk (or none); refused before reading"
+        )
+    return height, width
+
+
+def _check_satip_chunk(raw: bytes, compressor: str | None, nbytes: int, name: str) -> None:
+    """A chunk must decode to exactly ``nbytes`` (checked before zarr decodes it)."""
+    if compressor is None:
+        size = len(raw)
+    elif compressor == "blosc":
+        # Blosc 1 header: version, versionlz, flags, typesize, then nbytes, blocksize, cbytes.
+        if len(raw) < 16:
+            raise FileFormatError(f"{name}: blosc chunk of {len(raw)} bytes, no header")
+        size, _, cbytes = struct.unpack_from("<3I", raw, 4)
+        if cbytes != len(raw):
+            raise FileFormatError(f"{name}: blosc header says {cbytes} bytes, chunk has {len(raw)}")
+    else:
+        size = len(limits.decompress_bounded(raw, _ZARR_CODECS[compressor], name, declared=nbytes))
+    if size != nbytes:
+        raise FileFormatError(
+            f"{name}: chunk decodes to {size:,} bytes, its array declares {nbytes:,}"
+        )
+
+
+def _check_satip_array(
+    zf: zipfile.ZipFile, path: Path, array: str, expected: tuple[int, ...] | None
+) -> None:
+    """Check an array's declared shape, chunks and every stored chunk before zarr reads it.
+
+    Args:
+        zf: The open archive.
+        path: The file, for messages.
+        array: The array's name.
+        expected: The shape the grid implies; ``None`` for arrays this reader does not read
+            (their shape is only bounded). A missing chunk is not an error: zarr leaves out
+            chunks that hold only the fill value.
+    """
+    meta = _zip_json(zf, f"{array}/.zarray", path)
+    try:
+        shape = tuple(int(n) for n in meta["shape"])
+        chunks = tuple(int(n) for n in meta["chunks"])
+        dtype = np.dtype(meta["dtype"])
+        codec = meta.get("compressor")
+        compressor = None if codec is None else str(codec["id"])
+        separator = str(meta.get("dimension_separator", "."))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise FileFormatError(f"{path}: Satip zarr {array}/.zarray is malformed ({exc})") from None
+    where = f"{path}: Satip array {array!r}"
+    if expected is not None and shape != expected:
+        raise FileFormatError(
+            f"{where} declares shape {shape}, the 'area' grid implies {expected}; "
+            "refused before reading"
+        )
+    limits.check_declared(path, f"Satip array {array!r} {shape}", math.prod(shape), _MAX_CELLS)
+    bad_chunks = len(chunks) != len(shape) or min((*chunks, 1)) < 1
+    if bad_chunks or min((*shape, 0)) < 0 or dtype.hasobject:
+        raise FileFormatError(f"{where} has chunks {chunks} for shape {shape}, dtype {dtype}")
+    if meta.get("filters") or compressor not in (None, "blosc", *_ZARR_CODECS):
+        raise FileFormatError(
+            f"{where} uses filters {meta.get('filters')} / compressor {compressor!r}; "
+            f"supported: no filters, compressor blosc, {', '.join(_ZARR_CODECS)} or none"
+        )
+    nbytes = math.prod(chunks) * dtype.itemsize
+    limits.check_declared(path, f"Satip array {array!r} chunk {chunks}", nbytes, _MAX_CHUNK_BYTES)
+    grid = [range(-(-n // c)) for n, c in zip(shape, chunks, strict=True)]
+    count = math.prod(len(r) for r in grid)
+    limits.check_declared(path, f"Satip array {array!r}", count, _MAX_CHUNKS, unit="chunks")
+    for index in itertools.product(*grid):
+        member = f"{array}/{separator.join(map(str, index)) or '0'}"
+        try:
+            info = zf.getinfo(member)
+        except KeyError:  # zarr leaves out a chunk of fill values (0 without a fill value)
+            continue
+        # No codec makes a chunk much larger than its data (blosc adds 16 bytes, zlib 0.03 %).
+        limits.check_declared(
+            path, f"chunk {member!r}", info.file_size, nbytes + nbytes // 64 + 1024, unit="bytes"
+        )
+        raw = limits.read_zip_member(zf, info, path)
+        _check_satip_chunk(raw, compressor, nbytes, f"{path}:{member}")
+
+
+def _check_satip(path: Path) -> None:
+    """Refuse a Satip zip whose declared sizes do not fit its grid, before zarr reads it.
+
+    Every member's declared size (:func:`qpebench.limits.check_zip`), the grid of the ``area``
+    attribute (at most SEVIRI's full disk), the shapes of the arrays read against that grid,
+    and every chunk of every array: its stored size and the size it decodes to (exactly the
+    chunk's bytes, so no chunk can decompress to more; blosc from its header, zlib/gzip by
+    bounded decompression).
+
+    Raises:
+        FileFormatError: Not a zip, or any of the above fails.
+    """
+    try:
+        with zipfile.ZipFile(path) as zf:
+            limits.check_zip(zf, path)
+            height, width = _satip_area_shape(_zip_json(zf, ".zattrs", path), path)
+            variables = _zip_json(zf, "variable/.zarray", path).get("shape")
+            if not (isinstance(variables, list) and [type(v) for v in variables] == [int]):
+                raise FileFormatError(f"{path}: Satip 'variable' is not one-dimensional")
+            n = limits.check_declared(
+                path, "Satip 'variable'", variables[0], len(SATIP_RESCALING), unit="channels"
+            )
+            expected = {
+                "data": (1, height, width, n),
+                "x_geostationary": (width,),
+                "y_geostationary": (height,),
+                "time": (1,),
+                "variable": (n,),
+            }
+            arrays = {m.rsplit("/", 1)[0] for m in zf.namelist() if m.endswith("/.zarray")}
+            for array in sorted(arrays | set(expected)):
+                _check_satip_array(zf, path, array, expected.get(array))
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as exc:
+        raise FileFormatError(f"{path}: not a readable zip archive ({exc})") from None
+
+
 def read_satip(files: Sequence[Path], channels: Sequence[str]) -> xr.DataArray:
     """Read one Satip RSS zarr file (one 5-min scan).
 
@@ -278,9 +495,11 @@ def read_satip(files: Sequence[Path], channels: Sequence[str]) -> xr.DataArray:
     if len(files) != 1:
         raise FileFormatError(f"{files[0]}: a Satip scan is one file; got {len(files)}")
     path = files[0]
+    _check_satip(path)
     store = zarr.storage.ZipStore(path, mode="r")
     try:
-        ds = xr.open_zarr(store, consolidated=None)
+        # Not the consolidated .zmetadata: the .zarray files checked above are what zarr reads.
+        ds = xr.open_zarr(store, consolidated=False)
         for name in ("data", "x_geostationary", "y_geostationary", "variable", "time"):
             if name not in ds.variables:
                 raise FileFormatError(f"{path}: Satip zarr lacks {name!r}")
@@ -355,6 +574,115 @@ def _scan_angle_step(cfac: int) -> float:
     return float(np.deg2rad(2.0**16 / abs(cfac)))
 
 
+class _Cursor:
+    """Sequential reads of a file's header that never run past the end of the file."""
+
+    def __init__(self, fh: BinaryIO, size: int, path: Path, version: int) -> None:
+        self.fh, self.size, self.path = fh, size, path
+        self.wide = version == 5  # CDF-5: 8-byte counts
+        self.offset = 4 if version == 1 else 8  # CDF-2 and CDF-5: 8-byte offsets
+
+    def take(self, n: int) -> bytes:
+        at = self.fh.tell()
+        if n > self.size - at:
+            raise FileFormatError(
+                f"{self.path}: netCDF-3 header runs past the end of the file ({self.size:,} "
+                f"bytes, truncated?)"
+            )
+        return self.fh.read(n)
+
+    def number(self, width: int = 4) -> int:
+        return int.from_bytes(self.take(width), "big")
+
+    def count(self) -> int:
+        """A NON_NEG count (8 bytes in CDF-5)."""
+        return self.number(8 if self.wide else 4)
+
+    def skip_name(self) -> None:
+        self.take(-(-self.count() // 4) * 4)
+
+
+def _netcdf3_size(path: Path) -> int:
+    """The size a netCDF-3 file's header declares: the end of its last variable's data.
+
+    Parses the classic header (netCDF "File Format Specification": magic, ``numrecs``, the
+    dimension, attribute and variable lists, each variable's shape, type and ``begin`` offset);
+    record variables end ``numrecs − 1`` records of ``recsize`` after their first record.
+
+    Raises:
+        FileFormatError: Not netCDF-3, or a header cut short or malformed.
+    """
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        magic = fh.read(4)
+        if magic[:3] != b"CDF" or magic[3:] not in (b"\x01", b"\x02", b"\x05"):
+            raise FileFormatError(f"{path}: not a netCDF-3 file (magic {magic!r})")
+        cur = _Cursor(fh, size, path, magic[3])
+        numrecs = cur.count()
+        if numrecs == (1 << (64 if cur.wide else 32)) - 1:
+            numrecs = 0  # streaming: the library counts the records that are complete
+        dims: list[int] = []
+        for tag in (_NC_DIMENSION, _NC_ATTRIBUTE, _NC_VARIABLE):
+            found, n = cur.number(), cur.count()
+            if found not in (tag, 0) or (found == 0 and n != 0):
+                raise FileFormatError(f"{path}: malformed netCDF-3 header (list tag {found})")
+            if tag == _NC_DIMENSION:
+                for _ in range(n):
+                    cur.skip_name()
+                    dims.append(cur.count())
+            elif tag == _NC_ATTRIBUTE:
+                _skip_attributes(cur, n)
+            else:
+                return _variables_end(cur, n, dims, numrecs)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _skip_attributes(cur: _Cursor, n: int) -> None:
+    for _ in range(n):
+        cur.skip_name()
+        nc_type, count = cur.number(), cur.count()
+        cur.take(-(-count * _NC_TYPE_SIZES.get(nc_type, 1) // 4) * 4)
+
+
+def _variables_end(cur: _Cursor, n: int, dims: list[int], numrecs: int) -> int:
+    end, records = 0, []
+    for _ in range(n):
+        cur.skip_name()
+        ndims = cur.count()
+        if ndims > _NC_MAX_VAR_DIMS:
+            raise FileFormatError(f"{cur.path}: netCDF-3 variable of {ndims:,} dimensions")
+        ids = [cur.count() for _ in range(ndims)]
+        found, count = cur.number(), cur.count()
+        if found not in (_NC_ATTRIBUTE, 0):
+            raise FileFormatError(f"{cur.path}: malformed netCDF-3 variable attributes")
+        _skip_attributes(cur, count)
+        nc_type = cur.number()
+        cur.count()  # vsize: recomputed from the shape (it saturates above 4 GiB)
+        begin = cur.number(cur.offset)
+        if nc_type not in _NC_TYPE_SIZES or any(i >= len(dims) for i in ids):
+            raise FileFormatError(f"{cur.path}: malformed netCDF-3 variable (type {nc_type})")
+        shape = [dims[i] for i in ids]
+        record = bool(shape) and shape[0] == 0
+        nbytes = math.prod(shape[1:] if record else shape) * _NC_TYPE_SIZES[nc_type]
+        if record:
+            records.append((begin, nbytes))
+        else:
+            end = max(end, begin + nbytes)
+    if records and numrecs:
+        recsize = sum(-(-b // 4) * 4 for _, b in records) if len(records) > 1 else records[0][1]
+        end = max(end, *(begin + (numrecs - 1) * recsize + b for begin, b in records))
+    return end
+
+
+def _check_netcdf3_size(path: Path) -> None:
+    """Refuse a netCDF-3 file shorter than its header declares (the library pads it silently)."""
+    declared, size = _netcdf3_size(path), path.stat().st_size
+    if size < declared:
+        raise FileFormatError(
+            f"{path}: netCDF-3 file of {size:,} bytes, its header declares {declared:,} (truncated)"
+        )
+
+
 def read_meteosatlib(files: Sequence[Path], channels: Sequence[str]) -> xr.DataArray:
     """Read meteosatlib netCDF windows (one file per channel) of one scan.
 
@@ -366,6 +694,7 @@ def read_meteosatlib(files: Sequence[Path], channels: Sequence[str]) -> xr.DataA
     layout: tuple[Any, ...] | None = None
     platform = ""
     for path in files:
+        _check_netcdf3_size(path)
         with xr.open_dataset(path, mask_and_scale=False, decode_times=True) as ds:
             names = [v for v in ds.data_vars if str(v).startswith(_METEOSATLIB_PREFIX)]
             if len(names) != 1:

@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from qpebench.bands import CANONICAL_BANDS, DEFAULT_BANDS, sensor_channel, validate_bands
 from qpebench.errors import ConfigError
+from qpebench.processes import die_with_parent
 from qpebench.registry import DATASETS
 from qpebench.sample import cos_solar_zenith, season
 from qpebench.store import SampleBatch, SampleStore, SampleStoreWriter, StoreSpec
@@ -657,7 +658,12 @@ def build_synthetic_store(
             # renderer uses numpy/scipy only, no OpenMP), so scripts and notebooks work too.
             methods = multiprocessing.get_all_start_methods()
             ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-            with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx) as pool:
+            with ProcessPoolExecutor(
+                max_workers=n_workers,
+                mp_context=ctx,
+                initializer=die_with_parent,
+                initargs=(os.getpid(),),
+            ) as pool:
                 for (i, _), batch in zip(
                     jobs, pool.map(_render_job, [j for _, j in jobs]), strict=True
                 ):

@@ -2,6 +2,10 @@
 
 Every format shows the same tables (:mod:`qpebench.leaderboard.tables`). Text depends on the
 records' contents only (no time stamp), so the same records render the same bytes.
+
+Record text is not trusted: every Markdown text goes through :func:`md_escape` (no HTML tag, no
+``|`` that splits a table cell, no line break), every CSV cell through :func:`csv_cell` (no
+spreadsheet formula) and every LaTeX text through :func:`tex_escape`.
 """
 
 from __future__ import annotations
@@ -9,10 +13,12 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pandas as pd
+
+from qpebench.names import printable
 
 from .aggregate import Board, Entry, Stat, group_records, ordered_sets, scores_long, set_label
 from .tables import (
@@ -29,6 +35,39 @@ from .tables import (
 )
 
 MEANS_NOTE = "Means over seeds; the CSV export has the standard deviations and intervals."
+
+
+def md_escape(text: str) -> str:
+    r"""``text`` safe as one Markdown table cell, heading or paragraph.
+
+    Control characters and terminal escapes removed (:func:`qpebench.names.printable`), line
+    breaks replaced by spaces, ``&`` and ``<`` written as entities (so no tag such as
+    ``<script>`` or ``<img onerror=…>`` and no entity reaches a renderer; ``>`` alone opens
+    nothing and stays readable, as in ``>=270 K``), and ``\`` and ``|`` backslash-escaped (so a
+    cell cannot split a table row).
+    """
+    one_line = " ".join(printable(text).splitlines())
+    escaped = one_line.replace("&", "&amp;").replace("<", "&lt;")
+    return escaped.replace("\\", "\\\\").replace("|", "\\|")
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """``value`` safe as a CSV cell: text a spreadsheet would run as a formula gets a ``'``.
+
+    Text that starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return and is not a
+    number (the OWASP CSV-injection rule) is prefixed with an apostrophe; numbers, such as
+    ``-0.08``, are left as they are.
+    """
+    if not isinstance(value, str) or not value.startswith(_FORMULA_START):
+        return value
+    try:
+        float(value)
+    except ValueError:
+        return "'" + value
+    return value
 
 
 def fmt_number(value: float) -> str:
@@ -60,17 +99,23 @@ def fmt_cell(cell: Any, *, spread: bool = True) -> str:
     return fmt_stat(cell, spread=spread) if isinstance(cell, Stat) else str(cell)
 
 
-def split_summary(entries: Sequence[Entry]) -> str:
-    """One sentence: dataset, version(s), seeds, test-set sizes and the conventions."""
+def split_summary(entries: Sequence[Entry], escape: Callable[[str], str] = str) -> str:
+    """One sentence: dataset, version(s), seeds, test-set sizes and the conventions.
+
+    Args:
+        entries: The entries of one split.
+        escape: Applied to every text taken from the records (:func:`md_escape` for Markdown;
+            the HTML page escapes the whole sentence).
+    """
     first = entries[0].first
     adapters = ", ".join(
-        f"`{a}`" for a in dict.fromkeys(e.first["dataset"]["adapter"] for e in entries)
+        f"`{escape(str(a))}`" for a in dict.fromkeys(e.first["dataset"]["adapter"] for e in entries)
     )
-    versions = ", ".join(f"`{v}`" for v in dict.fromkeys(e.dataset for e in entries))
+    versions = ", ".join(f"`{escape(str(v))}`" for v in dict.fromkeys(e.dataset for e in entries))
     seeds = sorted({s for e in entries for s in e.seeds})
     seed_text = f"seed {seeds[0]}" if len(seeds) == 1 else "seeds " + ", ".join(map(str, seeds))
     sizes = first.get("n_samples", {})
-    size_text = ", ".join(f"{set_label(k)} {sizes[k]}" for k in ordered_sets(sizes))
+    size_text = escape(", ".join(f"{set_label(k)} {sizes[k]}" for k in ordered_sets(sizes)))
     return (
         f"Dataset {adapters} version {versions}, {seed_text}. Test-set sizes: {size_text}. "
         "Rates in mm/h; CSI at 1 mm/h (`>=`); gaps are the mean over OOD sets minus ID."
@@ -78,10 +123,10 @@ def split_summary(entries: Sequence[Entry]) -> str:
 
 
 def _md_table(frame: pd.DataFrame, *, spread: bool = True) -> str:
-    header = "| " + " | ".join(str(c) for c in frame.columns) + " |"
+    header = "| " + " | ".join(md_escape(str(c)) for c in frame.columns) + " |"
     rule = "|" + "|".join("---" if i == 0 else "---:" for i in range(len(frame.columns))) + "|"
     body = [
-        "| " + " | ".join(fmt_cell(v, spread=spread) for v in row) + " |"
+        "| " + " | ".join(md_escape(fmt_cell(v, spread=spread)) for v in row) + " |"
         for row in frame.itertuples(index=False)
     ]
     return "\n".join([header, rule, *body])
@@ -105,7 +150,7 @@ def _md_split(entries: Sequence[Entry], level: int) -> list[str]:
             "",
         ]
         for column in columns:
-            lines += [f"{h}# {column}", "", _md_table(strata_pivot(entries, column)), ""]
+            lines += [f"{h}# {md_escape(column)}", "", _md_table(strata_pivot(entries, column)), ""]
     paired = paired_vs_best(entries)
     if len(paired):
         lines += [
@@ -147,15 +192,15 @@ def markdown(board: Board, title: str | None = None) -> str:
     """
     splits = board.splits
     single = len(splits) == 1
-    lines = [f"# {title or (splits[0] if single else 'Leaderboard')}", ""]
+    lines = [f"# {md_escape(title or (splits[0] if single else 'Leaderboard'))}", ""]
     for split in splits:
         entries = board.of_split(split)
         if not single:
-            lines += [f"## {split}", ""]
+            lines += [f"## {md_escape(split)}", ""]
         description = entries[0].first["split"].get("description")
         if description:
-            lines += [str(description), ""]
-        lines += [split_summary(entries), ""]
+            lines += [md_escape(str(description)), ""]
+        lines += [split_summary(entries, md_escape), ""]
         lines += _md_split(entries, level=1 if single else 2)
     matrices, transfer_notes = transfer_matrices(board)
     if matrices:
@@ -170,7 +215,7 @@ def markdown(board: Board, title: str | None = None) -> str:
         ]
     notes = [*board.notes, *transfer_notes]
     if notes:
-        lines += ["## Notes", "", *(f"- {n}" for n in notes), ""]
+        lines += ["## Notes", "", *(f"- {md_escape(n)}" for n in notes), ""]
     return "\n".join(lines)
 
 
@@ -203,7 +248,8 @@ def csv_text(board: Board) -> str:
     numeric = {"mean", "std", "ci_lo", "ci_hi"}
     for row in frame.itertuples(index=False):
         writer.writerow(
-            _csv_number(v) if c in numeric else v for c, v in zip(frame.columns, row, strict=True)
+            _csv_number(v) if c in numeric else csv_cell(v)
+            for c, v in zip(frame.columns, row, strict=True)
         )
     return out.getvalue()
 

@@ -8,6 +8,8 @@ from typing import Any
 
 from qpebench.atomic import write_bytes_atomic
 from qpebench.errors import ConfigError, unknown_name_message
+from qpebench.names import check_name, check_writable, confined
+from qpebench.records import RecordError
 
 from .aggregate import Board, group_records
 from .formats import csv_text, latex, markdown
@@ -30,7 +32,10 @@ def render(
     """Write the leaderboard of ``records`` in each of ``formats`` to ``out_dir``, atomically.
 
     The files are ``<stem>.<format>`` with the split name as stem (``leaderboard`` when the
-    records cover several splits). The same records give the same bytes.
+    records cover several splits). The same records give the same bytes. Nothing is written
+    outside ``out_dir``, whatever the records hold: the stem must be a safe name
+    (:func:`qpebench.names.check_name`) and every path is built with
+    :func:`qpebench.names.confined`.
 
     Args:
         records: Loaded result records (:func:`qpebench.records.load_record`).
@@ -42,18 +47,21 @@ def render(
         The path written for each format.
 
     Raises:
-        ConfigError: An unknown format.
-        RecordError: No record, or a malformed curve or example.
+        ConfigError: An unknown format, or ``out_dir`` is not a writable folder.
+        RecordError: No record, a split name that is not safe as a file name, or a malformed
+            curve or example.
     """
     for fmt in formats:
         if fmt not in FORMATS:
             raise ConfigError(unknown_name_message("leaderboard format", fmt, FORMATS))
     board = group_records(records)
     stem = board.splits[0] if len(board.splits) == 1 else "leaderboard"
+    check_name(stem, "split name", error=RecordError)
+    check_writable(out_dir, "leaderboard output folder")
+    texts = {fmt: FORMATS[fmt][1](board, title) for fmt in dict.fromkeys(formats)}
     written = {}
-    for fmt in dict.fromkeys(formats):
-        suffix, build = FORMATS[fmt]
-        path = Path(out_dir) / f"{stem}.{suffix}"
-        write_bytes_atomic(path, build(board, title).encode("utf-8"))
+    for fmt, text in texts.items():
+        path = confined(out_dir, f"{stem}.{FORMATS[fmt][0]}")
+        write_bytes_atomic(path, text.encode("utf-8"))
         written[fmt] = path
     return written

@@ -10,6 +10,7 @@ transfer tables appear when the records carry what they need (schema v2). Cells 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -239,18 +240,18 @@ def paired_table(entries: Sequence[Entry]) -> pd.DataFrame:
 
 
 _SEASONS = ("DJF", "MAM", "JJA", "SON")
+#: The lower edge of a bin label (``<200 K``, ``200-210 K``, ``>=260 K``, ``-5-0 h``).
+_LOWER_EDGE = re.compile(r"[<>=]*\s*([-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)")
 
 
 def stratum_order(value: str) -> tuple[int, float, str]:
     """Sort key of stratum values: seasons in calendar order, bins by their lower edge."""
     if value in _SEASONS:
         return (0, float(_SEASONS.index(value)), value)
-    head = value.lstrip("<>=").split("-")[0].split()[0] if value.strip("<>=") else ""
-    try:
-        edge = float(head)
-    except ValueError:
+    edge = _LOWER_EDGE.match(value)
+    if edge is None:
         return (2, 0.0, value)
-    return (1, edge - (0.5 if value.startswith("<") else 0.0), value)
+    return (1, float(edge.group(1)) - (0.5 if value.startswith("<") else 0.0), value)
 
 
 def strata_pivot(

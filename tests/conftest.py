@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from qpebench.errors import QpebenchError as QpebenchErrorBase
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -83,3 +86,85 @@ class SpyStore:
 def spy_store(tiny_store):
     """The tiny store behind a :class:`SpyStore` (what a model's ``fit`` reads)."""
     return SpyStore(tiny_store)
+
+
+def _status_kib(key: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    raise KeyError(key)  # pragma: no cover - Linux always has VmRSS/VmHWM
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """What a hostile input cost before it was refused (measured in a forked child)."""
+
+    error: str  # exception class name
+    message: str
+    seconds: float
+    peak_mib: float  # peak resident memory above the child's resident memory at the start
+
+
+def _measure(fn, conn) -> None:  # runs in the forked child
+    import time
+
+    base = _status_kib("VmRSS")
+    start = time.perf_counter()
+    try:
+        fn()
+    except BaseException as exc:  # reported to the parent, whatever it is
+        error, message = type(exc).__name__, str(exc)
+        if not isinstance(exc, QpebenchErrorBase):
+            import traceback
+
+            message += "\n" + traceback.format_exc()
+    else:
+        error, message = "", ""
+    seconds = time.perf_counter() - start
+    conn.send(Refusal(error, message, seconds, (_status_kib("VmHWM") - base) / 1024))
+    conn.close()
+
+
+def measure_refusal(fn, *, timeout: float = 60.0) -> Refusal:
+    """Run ``fn()`` in a forked child; its exception, time and peak memory above the start.
+
+    A fork gives the child a fresh peak-memory counter (VmHWM starts at the current RSS), so the
+    peak is what ``fn`` itself cost, whatever the test process did before.
+    """
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_measure, args=(fn, child))
+    proc.start()
+    child.close()
+    if not parent.poll(timeout):
+        proc.kill()
+        proc.join()
+        pytest.fail(f"no result within {timeout} s")
+    result = parent.recv()
+    proc.join()
+    return result
+
+
+@pytest.fixture
+def refused_cheaply():
+    """Check that ``fn()`` is refused with a one-line qpebench error, fast and in little memory.
+
+    Usage: ``message = refused_cheaply(lambda: read(path), "decompresses to more than")``.
+    The limits are the hostile-input issue's: under 5 s and under 500 MiB above the baseline.
+    """
+
+    def check(fn, match: str | None = None, *, seconds: float = 5.0, mib: float = 500.0) -> str:
+        import re
+
+        r = measure_refusal(fn)
+        assert r.error, "the hostile input was accepted"
+        assert "\n" not in r.message, f"not one line ({r.error}): {r.message}"
+        assert r.seconds < seconds, f"refused after {r.seconds:.1f} s: {r.message}"
+        assert r.peak_mib < mib, f"refusal cost {r.peak_mib:.0f} MiB: {r.message}"
+        if match is not None:
+            assert re.search(match, r.message), f"{match!r} not in {r.message!r}"
+        return r.message
+
+    return check

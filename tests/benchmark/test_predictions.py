@@ -415,7 +415,7 @@ def test_truncated_file(pair, tmp_path: Path) -> None:
     data = pair[0].read_bytes()
     p = tmp_path / "truncated.nc"
     p.write_bytes(data[: len(data) // 2])
-    assert refused(p, t).startswith(f"{p}: not a readable netCDF4 file")
+    assert refused(p, t).startswith(f"{p}: HDF5 file cannot be opened (truncated): it holds")
 
 
 def test_empty_truth_is_refused(pair, tmp_path: Path) -> None:

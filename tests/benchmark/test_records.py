@@ -92,7 +92,7 @@ def test_nan_and_numpy_values_become_json(tmp_path):
         (lambda r: r["examples"]["id_test"].update({"pred": [[1.0]]}), "not a zlib-base64"),
         (
             lambda r: r["examples"]["id_test"]["truth"].update({"data": "AAAA"}),
-            "does not decode",
+            r"\['truth'\]: corrupt zlib stream",
         ),
         (
             lambda r: r["paired"]["id_test"]["other"]["csi@1"].pop("p_value"),

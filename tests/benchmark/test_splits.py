@@ -142,6 +142,19 @@ def test_sets_sharing_a_sample_are_refused():
         SplitSpec.from_mapping(bad).resolve(m)
 
 
+@pytest.mark.parametrize("name", ["../x", "/abs", ".hidden", "a/b", "x" * 101, "", None, 3])
+def test_unsafe_split_names_are_refused(name):
+    with pytest.raises(SplitError, match="split name") as caught:
+        SplitSpec.from_mapping(dict(SPEC, name=name))
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("key", ["../x", ".hidden", "a/b", "<script>", 2024])
+def test_unsafe_test_set_names_are_refused(key):
+    with pytest.raises(SplitError, match="split 't': ood_test set name"):
+        SplitSpec.from_mapping(dict(SPEC, ood_test={key: {"region": ["conus"]}}))
+
+
 def test_bad_split_definitions():
     with pytest.raises(SplitError, match=r"missing \['id_test'\]"):
         SplitSpec.from_mapping({k: v for k, v in SPEC.items() if k != "id_test"})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zipfile
 
 import numpy as np
 import pytest
@@ -10,7 +11,12 @@ from pyproj import CRS
 
 from qpebench.cli import main
 from qpebench.datasets.grid import Grid
-from qpebench.datasets.satellite import read_satellite, summarize_scan, viewing_zenith
+from qpebench.datasets.satellite import (
+    SatelliteReader,
+    read_satellite,
+    summarize_scan,
+    viewing_zenith,
+)
 from qpebench.errors import FileFormatError
 from qpebench.registry import SATELLITE_READERS, load_builtins
 
@@ -71,6 +77,38 @@ def test_unknown_or_empty_input(tmp_path):
         read_satellite(path)
     with pytest.raises(FileFormatError, match="no files given"):
         read_satellite([])
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        zipfile.BadZipFile("Bad CRC-32\nfor file 'data/0.0.0.0'"),
+        KeyError("missing"),
+        IndexError("index 0 is out of bounds"),
+        MemoryError(),
+        OSError("Unable to read\ndataset"),
+        RuntimeError("Caught an unknown exception!"),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+def test_any_failure_inside_a_reader_is_a_one_line_file_format_error(tmp_path, exc):
+    def fail(files, channels):
+        raise exc
+
+    name = "failing_test_reader"
+    SATELLITE_READERS.register(
+        name, SatelliteReader(name, "SEVIRI", "fails", lambda probe: False, fail)
+    )
+    path = tmp_path / "scan.dat"
+    path.write_bytes(b"x")
+    try:
+        with pytest.raises(FileFormatError) as info:
+            read_satellite(path, source=name)
+    finally:
+        SATELLITE_READERS.unregister(name)
+    message = str(info.value)
+    assert message.startswith(f"{path}: cannot read as {name}: {type(exc).__name__}")
+    assert "\n" not in message
 
 
 @pytest.mark.realdata

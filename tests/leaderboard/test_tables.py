@@ -11,6 +11,7 @@ from qpebench.leaderboard.tables import (
     main_table,
     paired_table,
     strata_table,
+    stratum_order,
     transfer_matrices,
 )
 from qpebench.records import RecordError
@@ -179,3 +180,19 @@ def test_transfer_matrix_takes_the_newest_definition_of_a_split(make_record):
     cell = matrix.loc["europe", "europe"]
     assert cell.n == 1 and cell.mean == pytest.approx(new["metrics"]["id_test"]["csi@1"])
     assert any("older definition of the split" in n for n in notes)
+
+
+def test_stratum_order_sorts_bins_by_lower_edge_and_text_last():
+    values = ["true", ">=260 K", "  ", "200-210 K", "<200 K", "-0.08", "-5-0 h", "JJA", "DJF", ""]
+    assert sorted(values, key=stratum_order) == [
+        "DJF",
+        "JJA",
+        "-5-0 h",
+        "-0.08",
+        "<200 K",
+        "200-210 K",
+        ">=260 K",
+        "",
+        "  ",
+        "true",
+    ]
