@@ -38,6 +38,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python -P benchmarks/store_read.py
 	$(BIN)/python -P benchmarks/synthetic_build.py
 	$(BIN)/python -P benchmarks/radar_read.py
+	$(BIN)/python -P benchmarks/decompress.py
 	$(BIN)/python -P benchmarks/colocate.py
 	$(BIN)/python -P benchmarks/conv4d.py
 	$(BIN)/python -P benchmarks/metrics.py

@@ -10,10 +10,11 @@ Commands::
     qpebench inspect PATH [--json]        what a radar file holds (a directory: scan every file)
     qpebench inspect --readers [--json]   the registered radar readers
 
-Errors on bad input print one line, ``qpebench: error: ...``, and exit with status 2: every
-qpebench error, and every ``OSError``, ``MemoryError`` or ``KeyError`` that escapes a reader, loader
-or renderer. ``--debug`` (or ``QPEBENCH_DEBUG=1``) shows the traceback instead. Text that came from
-a file is printed without control characters, so no escape sequence reaches the terminal.
+Every failure prints one line, ``qpebench: error: ...``, and exits with status 2: a qpebench
+error as its message, anything else (an ``OSError``, ``MemoryError`` or ``KeyError`` escaping a
+reader, loader or renderer, or a bug) as its type and message with a pointer to ``--debug`` (or
+``QPEBENCH_DEBUG=1``), which shows the traceback instead. Text that came from a file is printed
+without control characters, so no escape sequence reaches the terminal.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any
 
 from qpebench import __version__
 from qpebench.config import compose_config, run_config
-from qpebench.errors import ConfigError, QpebenchError
+from qpebench.errors import ConfigError, QpebenchError, describe
 from qpebench.names import printable
 from qpebench.records import RecordError, load_record
 from qpebench.registry import MODELS, load_builtins
@@ -119,17 +120,17 @@ def _echo(text: str) -> None:
     print(printable(text))
 
 
-def _error_line(exc: BaseException) -> str:
-    """An error as one printable line; a built-in error's line says how to see the traceback."""
+def _error_line(exc: Exception) -> str:
+    """An error as one printable line; an unexpected one's line says how to see the traceback."""
     if isinstance(exc, QpebenchError | FileNotFoundError):
         text = str(exc)
+    elif isinstance(exc, MemoryError):
+        text = f"out of memory ({str(exc) or 'the input is too large'})"
+    elif isinstance(exc, KeyError):
+        text = f"missing key {exc} in the input"
     else:
-        if isinstance(exc, MemoryError):
-            text = f"out of memory ({str(exc) or 'the input is too large'})"
-        elif isinstance(exc, KeyError):
-            text = f"missing key {exc} in the input"
-        else:
-            text = f"{type(exc).__name__}: {exc}"
+        text = describe(exc)
+    if not isinstance(exc, QpebenchError | FileNotFoundError):
         text += "; --debug shows the traceback"
     return " ".join(printable(text).split())
 
@@ -367,7 +368,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.readers:
                 return _readers(args.json)
             return _inspect(args.path, args.json, args.source)
-    except (QpebenchError, OSError, MemoryError, KeyError) as exc:
+    except Exception as exc:  # one line for every failure; --debug re-raises
         if args.debug:
             raise
         print(f"qpebench: error: {_error_line(exc)}", file=sys.stderr)

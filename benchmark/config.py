@@ -80,14 +80,15 @@ def _check_data(data: dict[str, Any]) -> None:
     """Check the ``data`` group against the signature of its registered adapter.
 
     Raises:
-        ConfigError: No adapter, an argument the adapter does not take, or a value that is not
-            of the annotated type (int, bool, str).
+        ConfigError: No adapter, one not safe as a file name, an argument the adapter does
+            not take, or a value that is not of the annotated type (int, bool, str).
         UnknownNameError: An unknown adapter.
     """
     adapter = data.get("adapter")
     if adapter is None:
         raise ConfigError("data.adapter is missing: which adapter builds the store?")
-    params = inspect.signature(DATASETS.get(str(adapter))).parameters
+    check_name(adapter, "data.adapter")  # it names the store's folder
+    params = inspect.signature(DATASETS.get(adapter)).parameters
     allowed = [k for k, p in params.items() if p.kind == p.KEYWORD_ONLY and k != "progress"]
     for key, value in data.items():
         if key == "adapter":

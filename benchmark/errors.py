@@ -77,3 +77,11 @@ def unknown_name_message(kind: str, name: str, choices: Iterable[str]) -> str:
     hint = f" did you mean {close[0]!r}?" if close else ""
     listing = ", ".join(ordered) if ordered else "(none registered)"
     return f"unknown {kind} {name!r};{hint} choices: {listing}"
+
+
+def describe(exc: BaseException) -> str:
+    """An exception from a library as one line for a message: ``Type: text``, whitespace collapsed.
+
+    Libraries (h5py, satpy, zarr, torch) often write several lines; a qpebench message is one.
+    """
+    return " ".join(f"{type(exc).__name__}: {exc}".split())

@@ -56,10 +56,12 @@ DEFLATE_MAX_RATIO: Final = 1032
 HDF5_CHUNK_HARMLESS: Final = 64 * 1024**2
 """An HDF5 deflate chunk that can inflate to at most this many bytes is left to libhdf5."""
 
-_CHUNK: Final = 1 << 20  # bytes of output per decompression step
+_CHUNK: Final = 1 << 20  # bytes of output of the first decompression step (then doubling)
 _OFFSET_SIZES: Final = (2, 4, 8, 16, 32)
 _H5Z_FILTER_DEFLATE: Final = 1
+_H5Z_FILTER_SHUFFLE: Final = 2
 _H5Z_FILTER_FLETCHER32: Final = 3
+_H5Z_CHECKED: Final = frozenset({_H5Z_FILTER_DEFLATE, _H5Z_FILTER_SHUFFLE, _H5Z_FILTER_FLETCHER32})
 _GZIP_MAGIC: Final = b"\x1f\x8b"
 _BZIP2_MAGIC: Final = b"BZh"
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*$", re.IGNORECASE)
@@ -173,31 +175,35 @@ def decompress_bounded(
             names the file, the cap and where it comes from).
     """
     limit, why = _limit_for(name, declared)
-    out = bytearray()
+    pieces: list[bytes] = []
+    size = 0
     pending = data
     head_checked = head_limit is None
     while True:
         engine = _decompressor(codec)
         try:
             while not engine.eof:
-                room = limit + 1 - len(out)
+                # steps grow with the output (bz2 is slow in small steps), never past the cap
+                step = min(max(_CHUNK, size), limit + 1 - size)
                 if isinstance(engine, bz2.BZ2Decompressor):
-                    piece = engine.decompress(pending, min(_CHUNK, room))
+                    piece = engine.decompress(pending, step)
                     pending = b""
                     stalled = engine.needs_input and not piece
                 else:
-                    piece = engine.decompress(pending, min(_CHUNK, room))
+                    piece = engine.decompress(pending, step)
                     pending = engine.unconsumed_tail
                     stalled = not pending and not piece
-                out += piece
-                if len(out) > limit:
+                pieces.append(piece)
+                size += len(piece)
+                if size > limit:
                     raise FileFormatError(
                         f"{name}: decompresses to more than {why}; refused "
                         f"({human(len(data))} compressed)"
                     )
-                if not head_checked and (len(out) >= head_bytes or engine.eof or stalled):
+                if not head_checked and (size >= head_bytes or engine.eof or stalled):
                     head_checked = True
-                    declared_here = head_limit(bytes(out[:head_bytes])) if head_limit else None
+                    head = b"".join(pieces)[:head_bytes]
+                    declared_here = head_limit(head) if head_limit else None
                     if declared_here is not None:
                         limit, why = _limit_for(name, declared_here)
                 if stalled:
@@ -210,15 +216,20 @@ def decompress_bounded(
         if codec == "zlib" or not rest or detect_codec(rest) != codec:
             break  # trailing garbage after the last member is ignored, as gzip/bz2 do
         pending = rest
-    return bytes(out)
+    return b"".join(pieces)
 
 
 def read_decompressed(
-    path: Path, *, declared: int | None = None, head_limit: HeadLimit | None = None
+    path: Path,
+    *,
+    declared: int | None = None,
+    head_limit: HeadLimit | None = None,
+    head_bytes: int = 4096,
 ) -> bytes:
     """A file's bytes, decompressed (bounded) when gzip or bzip2 magic starts it.
 
     A plain file is returned as read, after checking its size against the global cap.
+    ``declared``, ``head_limit`` and ``head_bytes`` are as for :func:`decompress_bounded`.
 
     Raises:
         FileFormatError: Corrupt, truncated or beyond a cap (see :func:`decompress_bounded`).
@@ -234,7 +245,9 @@ def read_decompressed(
     codec = detect_codec(data)
     if codec is None:
         return data
-    return decompress_bounded(data, codec, path, declared=declared, head_limit=head_limit)
+    return decompress_bounded(
+        data, codec, path, declared=declared, head_limit=head_limit, head_bytes=head_bytes
+    )
 
 
 def read_zip_member(
@@ -320,17 +333,28 @@ def check_hdf5_chunks(node: h5py.Dataset, name: str | os.PathLike[str]) -> None:
         name: The file, for messages.
 
     Raises:
-        FileFormatError: A chunk inflates to more than its declared size allows, or is corrupt.
+        FileFormatError: A filter other than shuffle, deflate and fletcher32, a filter applied
+            after deflate, or a chunk that inflates to more than its declared size allows or
+            is corrupt.
     """
     if node.chunks is None:
         return
     plist = node.id.get_create_plist()
     pipeline = [plist.get_filter(i)[0] for i in range(plist.get_nfilters())]
+    unknown = sorted(set(pipeline) - _H5Z_CHECKED)
+    if unknown:
+        raise FileFormatError(
+            f"{name}:{node.name} uses HDF5 filters {unknown}; an untrusted file may use only "
+            "shuffle, deflate and fletcher32 (their output size can be checked)"
+        )
     if _H5Z_FILTER_DEFLATE not in pipeline:
         return
     position = pipeline.index(_H5Z_FILTER_DEFLATE)
     if any(f != _H5Z_FILTER_FLETCHER32 for f in pipeline[position + 1 :]):
-        return  # deflate is not what was applied last: its stream is not the stored bytes
+        raise FileFormatError(
+            f"{name}:{node.name} applies a filter after deflate (pipeline {pipeline}): its "
+            "chunks cannot be checked before libhdf5 inflates them; refused"
+        )
     declared = math.prod(node.chunks) * node.dtype.itemsize
     harmless = max(declared * DECLARED_FACTOR + DECLARED_SLACK, HDF5_CHUNK_HARMLESS)
     where = f"{name}:{node.name}"

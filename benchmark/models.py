@@ -7,9 +7,10 @@ frames, every ``step``-th stored frame back from the target, and the card's band
 from the training set only (``fit``). Build models with :func:`build_model` (which records the
 factory arguments as the model's ``config``) and reload a saved one with :func:`load_model`: the
 file holds the card, the config and the learned tensors, and is read with
-``torch.load(weights_only=True)`` (no pickle of arbitrary objects) after checking the declared
-sizes of the zip members it is made of (:func:`qpebench.limits.check_zip`); a model rebuilt from
-its config is refused above :data:`MAX_PARAMETERS` before it is built.
+``torch.load(weights_only=True)`` (no pickle of arbitrary objects) after checking the zip members
+it is made of (:func:`check_model_zip`: stored uncompressed, as ``torch.save`` writes them, inside
+the file, and declaring at most :data:`MAX_MODEL_BYTES` in all); a model rebuilt from its config is
+refused above :data:`MAX_PARAMETERS` before it is built.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import torch
 
 from qpebench.atomic import write_with
 from qpebench.errors import ConfigError, FileFormatError, SampleValidationError
-from qpebench.limits import check_zip
+from qpebench.limits import check_declared, check_zip, human
 from qpebench.registry import MODELS, load_builtins
 from qpebench.store import SampleStore
 
@@ -41,6 +42,10 @@ MODEL_FORMAT_VERSION = 1
 #: Most learned parameters a model may have: checked on the meta device before a network is
 #: built (from a configuration or a model file), and the cap on ``param_budget``.
 MAX_PARAMETERS = 200_000_000
+#: Most bytes the zip members of a model file may declare in all: :data:`MAX_PARAMETERS` values
+#: of 8 bytes (float64 or int64 at most; buffers such as batch-norm statistics count too) plus
+#: 64 MiB for the card, the config, the pickle and torch's own records.
+MAX_MODEL_BYTES = MAX_PARAMETERS * 8 + 64 * 1024**2
 #: What a model can output besides the rain rate.
 OUTPUT_KINDS = ("rate", "probability", "quantiles")
 
@@ -214,6 +219,51 @@ def build_model(
     return model
 
 
+_ZIP_METHODS = {
+    zipfile.ZIP_DEFLATED: "deflate",
+    zipfile.ZIP_BZIP2: "bzip2",
+    zipfile.ZIP_LZMA: "lzma",
+}
+
+
+def check_model_zip(archive: zipfile.ZipFile, path: Path) -> None:
+    """Refuse a model file's zip before ``torch.load`` reads (and allocates) any member.
+
+    ``torch.save`` stores every member uncompressed (``ZIP_STORED``), so a compressed member can
+    only be a decompression bomb (``torch.load`` inflates whatever a record declares, then
+    compares it with the tensor); a stored member holds its bytes in the file, so the file's own
+    size bounds what it costs.
+
+    Raises:
+        FileFormatError: A member compressed or reaching past the end of the file, or the
+            members declaring more than :data:`MAX_MODEL_BYTES` (or the global decompression
+            limit, :func:`qpebench.limits.check_zip`) in all; the message names the file and
+            the member.
+    """
+    size = path.stat().st_size
+    for info in archive.infolist():
+        where = f"{path}:{info.filename}"
+        if info.compress_type != zipfile.ZIP_STORED:
+            method = _ZIP_METHODS.get(info.compress_type, f"method {info.compress_type}")
+            raise FileFormatError(
+                f"{where}: zip member is compressed ({method}, declares "
+                f"{human(info.file_size)}); torch.save stores every member uncompressed; "
+                "refused before loading"
+            )
+        if info.compress_size != info.file_size or info.header_offset + info.file_size > size:
+            raise FileFormatError(
+                f"{where}: stored zip member declares {human(info.file_size)}, more than the "
+                f"{human(size)} file holds (corrupt or truncated); refused before loading"
+            )
+    total = check_zip(archive, path)
+    check_declared(path, "zip members of the model file", total, MAX_MODEL_BYTES, unit="bytes")
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception's text with whitespace collapsed (torch writes several lines)."""
+    return " ".join(str(exc).split())
+
+
 def load_model(path: str | Path, *, device: str | None = None) -> RainModel:
     """Rebuild the model saved at ``path`` from its registry name and config, then its state.
 
@@ -222,15 +272,17 @@ def load_model(path: str | Path, *, device: str | None = None) -> RainModel:
         device: Overrides the saved ``train.device`` of torch models (e.g. ``"cpu"``).
 
     Raises:
-        ConfigError: Not a qpebench model file, one whose zip members declare more than the
-            decompression limit, one of another format version, one missing a part, one whose
-            model is larger than :data:`MAX_PARAMETERS`, or one whose rebuilt model card differs
-            from the saved card.
+        ConfigError: Not a qpebench model file, one whose zip members fail
+            :func:`check_model_zip` (compressed, past the end of the file, or more than
+            :data:`MAX_MODEL_BYTES` or the decompression limit), one of another format version,
+            one missing a part, one whose model is larger than :data:`MAX_PARAMETERS`, one whose
+            state does not fit the rebuilt model, or one whose rebuilt model card differs from
+            the saved card. Every message is one line and starts with ``path``.
     """
     path = Path(path)
     try:
         with zipfile.ZipFile(path) as archive:
-            check_zip(archive, path)
+            check_model_zip(archive, path)
     except FileFormatError as exc:
         raise ConfigError(str(exc)) from None
     except (OSError, zipfile.BadZipFile) as exc:
@@ -238,7 +290,7 @@ def load_model(path: str | Path, *, device: str | None = None) -> RainModel:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a file that is not its own
-        raise ConfigError(f"{path}: not a qpebench model file ({exc})") from None
+        raise ConfigError(f"{path}: not a qpebench model file ({_one_line(exc)})") from None
     if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
         raise ConfigError(f"{path}: not a qpebench model file (no {MODEL_FORMAT!r} format tag)")
     missing = [k for k in ("format_version", "card", "config", "state") if k not in payload]
@@ -263,12 +315,14 @@ def load_model(path: str | Path, *, device: str | None = None) -> RainModel:
         model = build_model(card["name"], **config)
     except (TypeError, ValueError) as exc:  # ConfigError included: name the file
         raise ConfigError(
-            f"{path}: cannot rebuild {card['name']!r} from its config ({exc})"
+            f"{path}: cannot rebuild {card['name']!r} from its config ({_one_line(exc)})"
         ) from None
     try:
         model.load_state(state)
     except KeyError as exc:
         raise ConfigError(f"{path}: model state lacks {exc}") from None
+    except (ValueError, TypeError, RuntimeError) as exc:  # ConfigError included: name the file
+        raise ConfigError(f"{path}: {_one_line(exc)}") from None
     rebuilt = model.card.to_json()
     differ = sorted(k for k in rebuilt if rebuilt[k] != card.get(k))
     if differ:

@@ -43,7 +43,7 @@ from pyproj.exceptions import CRSError
 
 from qpebench import __version__, limits
 from qpebench.atomic import write_with
-from qpebench.errors import ConfigError, FileFormatError
+from qpebench.errors import ConfigError, FileFormatError, describe
 from qpebench.metrics import metric_set
 from qpebench.store import SampleStore
 
@@ -146,16 +146,11 @@ class _Fields:
             values = np.asarray(self.rain.isel({self.record_dim: indices[order]}).values)
         except (OSError, RuntimeError, ValueError, KeyError, MemoryError, OverflowError) as exc:
             raise PredictionError(
-                f"{self.path}: cannot read {RAIN_VARIABLE} ({_reason(exc)})"
+                f"{self.path}: cannot read {RAIN_VARIABLE} ({describe(exc)})"
             ) from None
         out = np.empty(values.shape, np.float64)
         out[order] = values
         return out
-
-
-def _reason(exc: BaseException) -> str:
-    """An exception as one line for a message: its type and text, whitespace collapsed."""
-    return " ".join(f"{type(exc).__name__}: {exc}".split())
 
 
 def _iso(seconds: int) -> str:
@@ -184,7 +179,7 @@ def _open(path: Path, stack: ExitStack) -> xr.Dataset:
     except Exception as exc:  # any failure of the HDF5 stack means: not a file we can read
         hint = " (a netCDF3 file: write netCDF4 instead)" if head.startswith(b"CDF") else ""
         raise PredictionError(
-            f"{path}: not a readable netCDF4 file{hint} ({_reason(exc)})"
+            f"{path}: not a readable netCDF4 file{hint} ({describe(exc)})"
         ) from None
     stack.callback(ds.close)
     return ds
@@ -280,7 +275,7 @@ def _times(path: Path, ds: xr.Dataset, record_dim: str) -> npt.NDArray[np.int64]
             )["time"].values
     except (ValueError, TypeError, OverflowError) as exc:
         raise PredictionError(
-            f"{path}: cannot decode time units {units!r} ({_reason(exc)})"
+            f"{path}: cannot decode time units {units!r} ({describe(exc)})"
         ) from None
     if reference.dtype.kind != "M":
         if calendar is None or calendar.lower() in _STANDARD_CALENDARS:
@@ -347,7 +342,7 @@ def _crs(path: Path, ds: xr.Dataset, rain: xr.DataArray) -> CRS:
         return CRS.from_cf({str(k): v for k, v in var.attrs.items()})
     except (CRSError, KeyError, TypeError, ValueError) as exc:
         raise PredictionError(
-            f"{path}: grid mapping {name!r} is not a valid CRS ({_reason(exc)})"
+            f"{path}: grid mapping {name!r} is not a valid CRS ({describe(exc)})"
         ) from None
 
 
@@ -415,7 +410,7 @@ def _load(path: Path, stack: ExitStack, truth: _Fields | None = None) -> _Fields
         MemoryError,
         OverflowError,
     ) as exc:
-        raise PredictionError(f"{path}: cannot read ({_reason(exc)})") from None
+        raise PredictionError(f"{path}: cannot read ({describe(exc)})") from None
 
 
 def _cell_size(truth: _Fields) -> float:

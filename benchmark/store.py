@@ -43,6 +43,7 @@ from qpebench.errors import (
     UnknownNameError,
     unknown_name_message,
 )
+from qpebench.names import check_name
 from qpebench.sample import IR_UNITS, RAIN_UNITS, Sample, validate_sample
 
 FORMAT = "qpebench-sample-store"
@@ -365,6 +366,56 @@ _MANIFEST_KEYS = (
 )
 
 
+#: Largest manifest accepted, checked before JSON parsing (a real one is a few kB per shard).
+MAX_MANIFEST_BYTES = 64 * 1024**2
+_SHARD_KEYS: dict[str, type] = {
+    "file": str,
+    "n": int,
+    "bytes": int,
+    "sha256": str,
+}
+
+
+def _load_manifest(path: Path) -> dict[str, Any]:
+    """The manifest as a JSON object, its size bounded before parsing.
+
+    Raises:
+        StoreError: Too large, not JSON, or not a JSON object.
+    """
+    try:
+        size = path.stat().st_size
+        if size > MAX_MANIFEST_BYTES:
+            raise StoreError(
+                f"{path}: {size:,} bytes, more than the {MAX_MANIFEST_BYTES:,} a manifest may "
+                "have; refused before parsing"
+            )
+        manifest = json.loads(path.read_bytes())
+    except (OSError, ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
+        raise StoreError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(manifest, dict):
+        raise StoreError(f"{path}: a manifest is a JSON object, not {type(manifest).__name__}")
+    return manifest
+
+
+def _check_shards(manifest: dict[str, Any], path: Path) -> None:
+    """Every shard entry names a file inside the store and has the size and checksum keys.
+
+    Raises:
+        StoreError: A malformed entry, or a file name that is not a plain name in the store.
+    """
+    shards = manifest["shards"]
+    if not isinstance(shards, list):
+        raise StoreError(f"{path}: 'shards' must be a list, not {type(shards).__name__}")
+    for i, shard in enumerate(shards):
+        if not isinstance(shard, dict) or any(
+            not isinstance(shard.get(k), t) or isinstance(shard.get(k), bool)
+            for k, t in _SHARD_KEYS.items()
+        ):
+            wanted = ", ".join(f"{k}: {t.__name__}" for k, t in _SHARD_KEYS.items())
+            raise StoreError(f"{path}: shards[{i}] must be an object with {wanted}")
+        check_name(shard["file"], f"{path}: shards[{i}] file", error=StoreError)
+
+
 def _read_rows(
     datasets: tuple[h5py.Dataset, ...], rows: npt.NDArray[np.int64], first_frame: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -406,10 +457,7 @@ class SampleStore:
                 else ""
             )
             raise StoreError(f"{self.root}: not a finished sample store, no {MANIFEST}{hint}")
-        try:
-            self.manifest: dict[str, Any] = json.loads(manifest_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise StoreError(f"{manifest_path}: not valid JSON ({exc})") from None
+        self.manifest: dict[str, Any] = _load_manifest(manifest_path)
         if self.manifest.get("format") != FORMAT:
             raise StoreError(f"{manifest_path}: not a {FORMAT} manifest")
         if self.manifest.get("format_version") != FORMAT_VERSION:
@@ -420,6 +468,7 @@ class SampleStore:
         missing = [k for k in _MANIFEST_KEYS if k not in self.manifest]
         if missing:
             raise StoreError(f"{manifest_path}: manifest lacks {missing}")
+        _check_shards(self.manifest, manifest_path)
         for shard in self.manifest["shards"]:
             path = self.root / shard["file"]
             if not path.exists():

@@ -66,6 +66,7 @@ from pyproj import CRS
 from qpebench import limits
 from qpebench.datasets.grid import Grid
 from qpebench.datasets.radar import (
+    MAX_RADAR_BYTES,
     Probe,
     RadarReader,
     hdf5_bytes,
@@ -115,9 +116,7 @@ def _open(path: Path) -> xr.Dataset:
             source, engine="h5netcdf", phony_dims="sort", decode_coords=False, decode_times=False
         )
     size = sum(var.size * var.dtype.itemsize for var in ds.variables.values())
-    limits.check_declared(
-        path, "its variables (all together)", size, limits.max_decompressed_bytes(), unit="bytes"
-    )
+    limits.check_declared(path, "its variables (all together)", size, MAX_RADAR_BYTES, unit="bytes")
     return ds.load()
 
 

@@ -66,6 +66,7 @@ from pyproj import CRS, Transformer
 from qpebench import limits
 from qpebench.datasets.grid import Grid
 from qpebench.datasets.radar import (
+    MAX_RADAR_CELLS,
     Probe,
     RadarReader,
     make_field,
@@ -91,6 +92,9 @@ _GDAL_METADATA, _GDAL_NODATA = 42112, 42113
 _PIXEL_IS_AREA, _PIXEL_IS_POINT = 1, 2
 _FMI_EPSG = 3067  # ETRS89 / TM35FIN
 _USER_DEFINED = 32767
+#: Decompressed bytes the PGM header is parsed from before the rest is decompressed (real
+#: headers are about 1 kB of comments; a longer header is accepted up to this).
+_PGM_HEAD_BYTES = 64 * 1024
 _NAME_TIME = re.compile(r"(?<!\d)(\d{12})(?!\d)")
 
 
@@ -108,7 +112,7 @@ def _pgm_header(raw: bytes, path: Path) -> tuple[dict[str, list[str]], int, int,
 
     Raises:
         FileFormatError: Not ``P5``, a malformed or incomplete header, maxval above 255, or a
-            size above what fits the global cap as float32 (:func:`qpebench.limits.max_elements`).
+            size above :data:`~qpebench.datasets.radar.MAX_RADAR_CELLS` pixels.
     """
     if not raw.startswith(b"P5"):
         raise FileFormatError(f"{path}: not a binary PGM: magic {raw[:2]!r}, expected b'P5'")
@@ -151,7 +155,7 @@ def _pgm_header(raw: bytes, path: Path) -> tuple[dict[str, list[str]], int, int,
     if width <= 0 or height <= 0:
         raise FileFormatError(f"{path}: PGM size {width}x{height} is empty")
     limits.check_declared(
-        path, f"PGM size {width}x{height}", width * height, limits.max_elements(4), unit="pixels"
+        path, f"PGM size {width}x{height}", width * height, MAX_RADAR_CELLS, unit="pixels"
     )
     meta["maxval"] = [str(maxval)]
     return meta, width, height, pos + 1
@@ -244,7 +248,9 @@ def read_fmi_pgm(path: Path) -> xr.DataArray:
     Raises:
         FileFormatError: Bad PGM header, missing FMI metadata, truncated data.
     """
-    raw = limits.read_decompressed(path, head_limit=lambda head: _pgm_size(head, path))
+    raw = limits.read_decompressed(
+        path, head_limit=lambda head: _pgm_size(head, path), head_bytes=_PGM_HEAD_BYTES
+    )
     meta, image = parse_pgm(raw, path)
     missing = [k for k in _PGM_REQUIRED if k not in meta]
     if missing:
@@ -430,7 +436,7 @@ def read_fmi_geotiff(path: Path) -> xr.DataArray:
                 f"with {page.samplesperpixel} samples per pixel"
             )
         size = page.imagewidth * page.imagelength
-        limits.check_declared(path, "TIFF image", size, limits.max_elements(4), unit="pixels")
+        limits.check_declared(path, "TIFF image", size, MAX_RADAR_CELLS, unit="pixels")
         grid = geotiff_grid(tif.geotiff_metadata, page.imagewidth, page.imagelength, path)
         try:
             image = page.asarray()

@@ -57,6 +57,7 @@ from pyproj import CRS, Transformer
 from qpebench import limits
 from qpebench.datasets.grid import Grid
 from qpebench.datasets.radar import (
+    MAX_RADAR_CELLS,
     Kind,
     Probe,
     RadarReader,
@@ -199,7 +200,7 @@ def _grid(h5: h5py.File, path: Path) -> Grid:
     crs = _crs(attr_text(_attr(proj, "projection_proj4_params", path)), path)
     nx = int(_number(_attr(geo, "geo_number_columns", path)))
     ny = int(_number(_attr(geo, "geo_number_rows", path)))
-    limits.check_declared(path, "geographic grid", nx * ny, limits.max_elements(8), unit="cells")
+    limits.check_declared(path, "geographic grid", nx * ny, MAX_RADAR_CELLS, unit="cells")
     col_offset = _number(_attr(geo, "geo_column_offset", path))
     row_offset = _number(_attr(geo, "geo_row_offset", path))
     size_x = _number(_attr(geo, "geo_pixel_size_x", path))

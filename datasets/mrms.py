@@ -61,6 +61,8 @@ import eccodes
 from qpebench import limits
 from qpebench.datasets.grid import Grid
 from qpebench.datasets.radar import (
+    MAX_RADAR_BYTES,
+    MAX_RADAR_CELLS,
     Probe,
     RadarReader,
     make_field,
@@ -100,7 +102,12 @@ def _is_mrms(probe: Probe) -> bool:
 
 
 def _section0(data: bytes, path: Path) -> int:
-    """Check section 0 (and the centre in section 1); the message length section 0 declares."""
+    """Check section 0 (and the centre in section 1); the message length section 0 declares.
+
+    Raises:
+        FileFormatError: Not an MRMS GRIB2 message, or a length above
+            :data:`~qpebench.datasets.radar.MAX_RADAR_BYTES`.
+    """
     if len(data) < 16 or data[:4] != _GRIB:
         raise FileFormatError(f"{path}: not a GRIB file (starts with {data[:8]!r})")
     if data[7] != 2:
@@ -114,7 +121,10 @@ def _section0(data: bytes, path: Path) -> int:
             f"{path}: originating centre {_centre(data)} is not NSSL ({NSSL_CENTRE}); discipline "
             f"{MRMS_DISCIPLINE} is a local table, meaningful only for MRMS products"
         )
-    return int.from_bytes(data[8:16], "big")
+    total = int.from_bytes(data[8:16], "big")
+    return limits.check_declared(
+        path, "GRIB section 0 (message length)", total, MAX_RADAR_BYTES, unit="bytes"
+    )
 
 
 def _check_message(data: bytes, path: Path) -> None:
@@ -160,9 +170,7 @@ def _grid(handle: Any, path: Path) -> Grid:
         )
     if ni < 2 or nj < 2 or not (di > 0 and dj > 0):
         raise FileFormatError(f"{path}: degenerate grid Ni={ni}, Nj={nj}, increments {di}, {dj}")
-    limits.check_declared(
-        path, "GRIB grid (Ni × Nj)", ni * nj, limits.max_elements(8), unit="cells"
-    )
+    limits.check_declared(path, "GRIB grid (Ni × Nj)", ni * nj, MAX_RADAR_CELLS, unit="cells")
     north_up = mode == _SCAN_NORTH_DOWN
     lat_last = lat0 - (nj - 1) * dj if north_up else lat0 + (nj - 1) * dj
     lon_gap = (lon1 - (lon0 + (ni - 1) * di) + 180.0) % 360.0 - 180.0

@@ -31,6 +31,7 @@ from pyproj import CRS, Transformer
 from qpebench import limits
 from qpebench.datasets.grid import Grid
 from qpebench.datasets.radar import (
+    MAX_RADAR_CELLS,
     Kind,
     Probe,
     RadarReader,
@@ -117,9 +118,7 @@ def _grid(h5: h5py.File, path: Path) -> Grid:
         raise FileFormatError(f"{path}: /where lacks {missing} (not a Cartesian ODIM product?)")
     crs = CRS.from_proj4(str(where["projdef"]))
     nx, ny = int(where["xsize"]), int(where["ysize"])
-    limits.check_declared(
-        path, "/where xsize × ysize", nx * ny, limits.max_elements(8), unit="cells"
-    )
+    limits.check_declared(path, "/where xsize × ysize", nx * ny, MAX_RADAR_CELLS, unit="cells")
     dx, dy = float(where["xscale"]), float(where["yscale"])
     to_xy = Transformer.from_crs(crs.geodetic_crs, crs, always_xy=True)
     x_ul, y_ul = to_xy.transform(float(where["UL_lon"]), float(where["UL_lat"]))

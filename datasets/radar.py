@@ -49,13 +49,30 @@ from scipy import ndimage
 
 from qpebench import limits
 from qpebench.datasets.grid import GRID_MAPPING, Grid
-from qpebench.errors import ConfigError, ConversionError, FileFormatError, QpebenchError
+from qpebench.errors import (
+    ConfigError,
+    ConversionError,
+    FileFormatError,
+    QpebenchError,
+    describe,
+)
 from qpebench.registry import RADAR_READERS
 
 Kind = Literal["rate", "accumulation", "reflectivity"]
 
 ECHO, NO_ECHO, NO_DATA, REJECTED = 0, 1, 2, 3
 STATUS_MEANINGS = "echo no_echo no_data rejected"
+
+#: The most cells a radar grid (or one dataset of a radar file) may declare. The largest real
+#: products are far below: MRMS CONUS 3500 × 7000 (24.5 M cells), OPERA 1 km 3800 × 4400
+#: (16.7 M), RADOLAN DE4800 4800 × 4400 (21.1 M). Headers declaring more are refused before
+#: anything is decompressed or read.
+MAX_RADAR_CELLS = 8192 * 8192
+#: The most bytes a decompressed radar file or GRIB message may declare: 16 bits for each of
+#: :data:`MAX_RADAR_CELLS` (PGM and GIF store 8 bits a cell, RADOLAN 16, MRMS GRIB about 0.3
+#: after PNG packing: 1 MB for 24.5 M cells). A stream longer than its header declares is
+#: refused after at most twice this plus 1 MiB (:data:`qpebench.limits.DECLARED_FACTOR`).
+MAX_RADAR_BYTES = 2 * MAX_RADAR_CELLS
 _NAMES = {"rate": "rain_rate", "accumulation": "rain_amount", "reflectivity": "reflectivity"}
 
 
@@ -479,8 +496,7 @@ def dataset_values(
         h5: The open file.
         name: The dataset's path in the file.
         path: The file, for messages.
-        maximum: The most elements accepted (default: what fits the global cap as float64,
-            :func:`qpebench.limits.max_elements`).
+        maximum: The most elements accepted (default: :data:`MAX_RADAR_CELLS`).
 
     Raises:
         FileFormatError: ``name`` is not a dataset, holds more than ``maximum`` elements, has a
@@ -489,7 +505,7 @@ def dataset_values(
     node = h5.get(name)
     if not isinstance(node, h5py.Dataset):
         raise FileFormatError(f"{path}: /{name} is not an HDF5 dataset")
-    most = limits.max_elements(8) if maximum is None else maximum
+    most = MAX_RADAR_CELLS if maximum is None else maximum
     limits.check_declared(path, f"dataset /{name} {node.shape}", node.size, most)
     limits.check_hdf5_chunks(node, path)
     try:
@@ -534,10 +550,7 @@ def reader_errors(path: Path, reader: str) -> Iterator[None]:
     except (QpebenchError, FileNotFoundError):
         raise
     except Exception as exc:  # any failure inside a reader is a problem of this file
-        text = " ".join(str(exc).split())  # one line, whatever the library wrote
-        raise FileFormatError(
-            f"{path}: cannot read as {reader}: {type(exc).__name__}: {text}"
-        ) from exc
+        raise FileFormatError(f"{path}: cannot read as {reader}: {describe(exc)}") from exc
 
 
 def read_radar(

@@ -61,6 +61,7 @@ from pyproj import CRS, Transformer
 from qpebench import limits
 from qpebench.datasets.grid import Grid
 from qpebench.datasets.radar import (
+    MAX_RADAR_CELLS,
     Probe,
     RadarReader,
     make_field,
@@ -227,6 +228,13 @@ def _declared_bytes(head: bytes, path: Path) -> int:
         FileFormatError: A bad header, or ``BY`` above what the largest known grid needs.
     """
     header = parse_header(head, path)
+    limits.check_declared(
+        path,
+        f"RADOLAN header GP {header.rows}x{header.cols}",
+        header.rows * header.cols,
+        MAX_RADAR_CELLS,
+        unit="cells",
+    )
     return limits.check_declared(
         path, "RADOLAN header BY (total size)", header.total_bytes, _MAX_BYTES, unit="bytes"
     )

@@ -22,7 +22,9 @@ Four readers, sensor ``SEVIRI`` (channel names ``IR_039`` … ``IR_134``, ``WV_0
     scan, read by satpy's ``seviri_l1b_native`` reader. Detected by the ASCII archive header
     (``FormatName : NATIVE``) that archive and Data Store files carry. No native file is
     available here, so this path is tested only for detection and errors; it shares the satpy
-    code path (calibration, navigation, cropping) with ``seviri_hrit``.
+    code path (calibration, navigation, cropping) with ``seviri_hrit``. Before satpy reads it,
+    the lines and columns its header declares must fit a full disk and the file must hold the
+    header, those lines of the selected channels and the trailer (EUM/MSG/ICD/105).
 ``seviri_satip_zarr`` — Open Climate Fix's Satip archive of the Rapid-Scan Service
     (``YYYYMMDDHHMM.zarr.zip``: ``data(time, y_geostationary, x_geostationary, variable)`` int16,
     11 channels, made by satpy's ``seviri_l1b_native`` reader). Values are rescaled to 0–1023;
@@ -113,6 +115,14 @@ _METEOSATLIB_CHANNELS = {
 _SEVIRI_COLUMNS = 3712
 _HRIT_MAX_PIXELS = 11136 * 464  # one HRV segment: the largest HRIT image
 _HRIT_MAX_HEADER = 1024**2  # bytes (real headers: a few kB)
+_SEVIRI_HRV_COLUMNS = 11136  # HRV columns of a full disk
+_NATIVE_LINE_HEADER = 38 + 27  # bytes before a native line's pixels (packet + line header)
+_NATIVE_SIZE_KEYS = (
+    "NumberLinesVISIR",
+    "EastColumnSelectedRectangle",
+    "WestColumnSelectedRectangle",
+    "NumberColumnsHRV",
+)
 #: zarr compressor ids decompressed here with a bound (blosc is checked from its header).
 _ZARR_CODECS: dict[str, limits.Codec] = {"zlib": "zlib", "gzip": "gzip"}
 _MAX_METADATA = 16 * 1024**2  # bytes of one zarr metadata (JSON) member
@@ -303,6 +313,69 @@ def _is_native(probe: Probe) -> bool:
     return not probe.compression and probe.head.startswith(NATIVE_ASCII_HEADER)
 
 
+def _check_native_size(path: Path) -> None:
+    """Refuse a native file that declares more than a full disk or is shorter than it declares.
+
+    EUM/MSG/ICD/105 (Native format): the header (with the 15_SECONDARY_PRODUCT_HEADER, which
+    gives the lines, columns and channels, only when the ASCII archive header starts the file;
+    without it a full disk of all channels), then for each VIS/IR line one record per selected
+    channel and three HRV records when HRV is selected (each: 38-byte packet header, 27-byte line
+    header, 10-bit packed pixels), then the trailer. The sizes are computed as satpy's
+    ``seviri_l1b_native`` reader does, which reads the data and trailer at those offsets.
+
+    Raises:
+        FileFormatError: Unreadable numbers, more lines or columns than a full disk, or a file
+            shorter than header + data + trailer.
+    """
+    from satpy.readers.seviri_l1b_native_hdr import get_native_header, native_trailer
+
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        archive = fh.read(len(NATIVE_ASCII_HEADER)) == NATIVE_ASCII_HEADER
+    header = get_native_header(archive)
+    where = f"{path}: cannot read as seviri_native"
+    if size < header.itemsize:
+        raise FileFormatError(
+            f"{where}: {size:,} bytes, shorter than the {header.itemsize:,}-byte native header "
+            "(truncated?)"
+        )
+    lines, columns, hrv_columns = _SEVIRI_COLUMNS, _SEVIRI_COLUMNS, _SEVIRI_HRV_COLUMNS // 2
+    visir, hrv = 11, True
+    if archive:
+        second = np.fromfile(path, dtype=header, count=1)[0]["15_SECONDARY_PRODUCT_HEADER"]
+        try:
+            value = {k: int(second[k]["Value"]) for k in _NATIVE_SIZE_KEYS}
+            bands = second["SelectedBandIDs"]["Value"].decode("latin-1")[:12]
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise FileFormatError(f"{where}: malformed secondary product header ({exc})") from None
+        lines = value["NumberLinesVISIR"]
+        east, west = value["EastColumnSelectedRectangle"], value["WestColumnSelectedRectangle"]
+        columns = west - east + 1
+        hrv_columns = value["NumberColumnsHRV"]
+        for what, n, most in (
+            ("VIS/IR lines", lines, _SEVIRI_COLUMNS),
+            ("VIS/IR columns", columns, _SEVIRI_COLUMNS),
+            ("HRV columns", hrv_columns, _SEVIRI_HRV_COLUMNS),
+        ):
+            if not 0 < n <= most:
+                raise FileFormatError(
+                    f"{where}: header declares {n:,} {what}, outside 1–{most:,} (a full disk); "
+                    "refused before reading"
+                )
+        if columns >= _SEVIRI_COLUMNS:
+            hrv_columns //= 2
+        columns += -columns % 4  # padded to a multiple of 4 columns (as satpy reads it)
+        visir, hrv = bands[:11].count("X"), bands[11:12] == "X"
+    line = visir * (_NATIVE_LINE_HEADER + int(columns * 1.25))
+    line += 3 * (_NATIVE_LINE_HEADER + int(hrv_columns * 1.25)) if hrv else 0
+    need = header.itemsize + lines * line + native_trailer.itemsize
+    if size < need:
+        raise FileFormatError(
+            f"{where}: {size:,} bytes, its header declares {need:,} ({lines} lines of {visir} "
+            f"VIS/IR channels{' and HRV' if hrv else ''}, and the trailer); truncated"
+        )
+
+
 def read_native(files: Sequence[Path], channels: Sequence[str]) -> xr.DataArray:
     """Read the IR channels of one SEVIRI Level 1.5 native (``.nat``) file with satpy.
 
@@ -311,6 +384,7 @@ def read_native(files: Sequence[Path], channels: Sequence[str]) -> xr.DataArray:
     """
     if len(files) != 1:
         raise FileFormatError(f"{files[0]}: a native scan is one .nat file; got {len(files)}")
+    _check_native_size(files[0])
     return _read_with_satpy(files, channels, "seviri_l1b_native", "seviri_native")
 
 
@@ -583,6 +657,7 @@ class _Cursor:
         self.offset = 4 if version == 1 else 8  # CDF-2 and CDF-5: 8-byte offsets
 
     def take(self, n: int) -> bytes:
+        """The next ``n`` bytes; refused if they run past the end of the file."""
         at = self.fh.tell()
         if n > self.size - at:
             raise FileFormatError(
@@ -592,6 +667,7 @@ class _Cursor:
         return self.fh.read(n)
 
     def number(self, width: int = 4) -> int:
+        """The next big-endian unsigned integer of ``width`` bytes."""
         return int.from_bytes(self.take(width), "big")
 
     def count(self) -> int:
@@ -599,6 +675,7 @@ class _Cursor:
         return self.number(8 if self.wide else 4)
 
     def skip_name(self) -> None:
+        """Skip a name: its length, then its bytes padded to 4."""
         self.take(-(-self.count() // 4) * 4)
 
 
@@ -638,6 +715,7 @@ def _netcdf3_size(path: Path) -> int:
 
 
 def _skip_attributes(cur: _Cursor, n: int) -> None:
+    """Skip ``n`` attributes (name, type, count, values padded to 4 bytes)."""
     for _ in range(n):
         cur.skip_name()
         nc_type, count = cur.number(), cur.count()
@@ -645,6 +723,14 @@ def _skip_attributes(cur: _Cursor, n: int) -> None:
 
 
 def _variables_end(cur: _Cursor, n: int, dims: list[int], numrecs: int) -> int:
+    """Where the data of ``n`` variables ends: fixed ones at begin + size, records after the last.
+
+    Args:
+        cur: At the first variable of the header's variable list.
+        n: The number of variables.
+        dims: The dimension lengths (0 for the record dimension).
+        numrecs: The number of records.
+    """
     end, records = 0, []
     for _ in range(n):
         cur.skip_name()

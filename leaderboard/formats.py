@@ -43,12 +43,13 @@ def md_escape(text: str) -> str:
     Control characters and terminal escapes removed (:func:`qpebench.names.printable`), line
     breaks replaced by spaces, ``&`` and ``<`` written as entities (so no tag such as
     ``<script>`` or ``<img onerror=…>`` and no entity reaches a renderer; ``>`` alone opens
-    nothing and stays readable, as in ``>=270 K``), and ``\`` and ``|`` backslash-escaped (so a
-    cell cannot split a table row).
+    nothing and stays readable, as in ``>=270 K``), ``\`` and ``|`` backslash-escaped (so a
+    cell cannot split a table row), and ``](`` written ``]\(`` (so no link or image such as
+    ``![x](https://…)`` is formed; an interval ``[0.5, 0.6]`` stays as it is).
     """
     one_line = " ".join(printable(text).splitlines())
     escaped = one_line.replace("&", "&amp;").replace("<", "&lt;")
-    return escaped.replace("\\", "\\\\").replace("|", "\\|")
+    return escaped.replace("\\", "\\\\").replace("|", "\\|").replace("](", "]\\(")
 
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")

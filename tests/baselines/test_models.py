@@ -242,5 +242,14 @@ def test_load_refuses_other_files_and_mismatched_weights(tmp_path):
         build_model("early_fusion", frames=3, bands=DEFAULT_BANDS, train=SMALL).load_state(
             payload["state"]
         )
+    # through load_model the same refusal starts with the file and is one line (torch's is not)
+    payload["format_version"] = 1
+    payload["config"] = {**payload["config"], "frames": 3}
+    torch.save(payload, tmp_path / "frames3.pt")
+    with pytest.raises(ConfigError) as info:
+        load_model(tmp_path / "frames3.pt")
+    message = str(info.value)
+    assert message.startswith(f"{tmp_path / 'frames3.pt'}: early_fusion: saved weights do not fit")
+    assert "\n" not in message and "\t" not in message
     with pytest.raises(ConfigError, match=r"model early_fusion: \['depth'\] not accepted"):
         build_two("early_fusion", depth=3)

@@ -12,6 +12,7 @@ import torch
 
 from qpebench.bands import DEFAULT_BANDS
 from qpebench.baselines.pixel_features import feature_names, pixel_features
+from qpebench.baselines.sklearn_pixel import MAX_ESTIMATOR_BYTES
 from qpebench.errors import ConfigError, NotFittedError, SampleValidationError
 from qpebench.models import build_model, load_model
 
@@ -151,6 +152,8 @@ def test_save_load_round_trip(tiny_store, models, tmp_path, name):
     np.testing.assert_array_equal(loaded.predict(batch.ir), model.predict(batch.ir))
     assert loaded.card == model.card
     assert model.state()["estimator"].dtype == torch.uint8
+    # far below the cap on a saved estimator (about 1 MB and 0.3 MB here)
+    assert model.state()["estimator"].numel() < MAX_ESTIMATOR_BYTES / 100
 
 
 def tensor(data: bytes) -> torch.Tensor:

@@ -25,6 +25,7 @@ def one_error_line(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
         (MemoryError(), "out of memory (the input is too large)"),
         (KeyError("dataset1"), "missing key 'dataset1' in the input"),
         (OSError(28, "No space left on device"), "OSError: [Errno 28] No space left on device"),
+        (TypeError("unsupported operand\ntype(s)"), "TypeError: unsupported operand type(s)"),
     ],
 )
 def test_builtin_errors_escaping_a_reader_are_one_line(

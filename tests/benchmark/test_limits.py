@@ -185,3 +185,26 @@ def test_an_hdf5_chunk_bomb_is_refused_before_libhdf5_inflates_it(
     np.testing.assert_array_equal(read("honest"), expected)
     message = refused_cheaply(lambda: read("bomb"))
     assert message.startswith(f"{path}:/bomb chunk (50, 0): decompresses to more than")
+
+
+def test_hdf5_filters_that_hide_a_chunk_bomb_are_refused(tmp_path: Path) -> None:
+    import h5py
+    import numpy as np
+
+    from qpebench.limits import check_hdf5_chunks
+
+    path = tmp_path / "order.h5"
+    with h5py.File(path, "w") as f:
+        # deflate applied before shuffle: the stored bytes are not a deflate stream
+        dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+        dcpl.set_chunk((64, 64))
+        dcpl.set_deflate(9)
+        dcpl.set_shuffle()
+        space = h5py.h5s.create_simple((64, 64))
+        h5py.h5d.create(f.id, b"late_shuffle", h5py.h5t.NATIVE_UINT8, space, dcpl=dcpl)
+        f.create_dataset("lzf", data=np.zeros((64, 64), "u1"), chunks=(64, 64), compression="lzf")
+    with h5py.File(path) as f:
+        with pytest.raises(FileFormatError, match=r"late_shuffle applies a filter after deflate"):
+            check_hdf5_chunks(f["late_shuffle"], path)
+        with pytest.raises(FileFormatError, match=r"/lzf uses HDF5 filters \[32000\]"):
+            check_hdf5_chunks(f["lzf"], path)

@@ -7,11 +7,12 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.benchmark.test_cli import tiny_overrides
 
 from qpebench.config import compose_config, run_config
 from qpebench.errors import ConfigError, SplitError
 from qpebench.names import MAX_NAME_LENGTH, check_name, check_writable, confined, printable
-from qpebench.registry import MODELS
+from qpebench.registry import DATASETS, MODELS
 from qpebench.runner import prepare_store, run_benchmark
 
 
@@ -118,18 +119,6 @@ def test_printable_drops_control_characters_and_terminal_escapes():
     assert printable("a\x1b[2J\x1b[Hb\x9bc\x00d") == "abcd"
 
 
-def overrides(tmp_path, *extra):
-    return [
-        "data=synthetic_tiny",
-        "train=smoke",
-        "progress=false",
-        f"paths.cache={tmp_path / 'cache'}",
-        f"paths.runs={tmp_path / 'runs'}",
-        f"paths.leaderboard={tmp_path / 'board'}",
-        *extra,
-    ]
-
-
 @pytest.mark.parametrize(
     ("override", "message"),
     [
@@ -141,7 +130,7 @@ def overrides(tmp_path, *extra):
 )
 def test_unsafe_split_names_in_the_configuration_are_refused(tmp_path, override, message):
     with pytest.raises(SplitError, match=message.replace("$", r"\$")) as caught:
-        run_config(compose_config(overrides(tmp_path, override)))
+        run_config(compose_config(tiny_overrides(tmp_path, override)))
     assert "\n" not in str(caught.value)
 
 
@@ -149,14 +138,23 @@ def test_an_unsafe_registered_model_name_is_refused(tmp_path):
     MODELS.register("evil/../../x", MODELS.get("zero_rain"))
     try:
         with pytest.raises(ConfigError, match="model name 'evil/../../x' is not safe"):
-            run_config(compose_config(overrides(tmp_path, "models=['evil/../../x']")))
+            run_config(compose_config(tiny_overrides(tmp_path, "models=['evil/../../x']")))
     finally:
         MODELS.unregister("evil/../../x")
 
 
+def test_an_unsafe_registered_adapter_name_is_refused(tmp_path):
+    DATASETS.register("../stores", DATASETS.get("synthetic"))
+    try:
+        with pytest.raises(ConfigError, match="data.adapter '../stores' is not safe"):
+            run_config(compose_config(tiny_overrides(tmp_path, "data.adapter=../stores")))
+    finally:
+        DATASETS.unregister("../stores")
+
+
 @pytest.mark.parametrize("key", ["runs", "leaderboard"])
 def test_an_unwritable_output_folder_fails_before_any_work(tmp_path, key):
-    cfg = run_config(compose_config(overrides(tmp_path, f"paths.{key}=/dev/null/x")))
+    cfg = run_config(compose_config(tiny_overrides(tmp_path, f"paths.{key}=/dev/null/x")))
     started = time.perf_counter()
     with pytest.raises(ConfigError, match=f"paths.{key} /dev/null/x is not a writable folder"):
         run_benchmark(cfg, log=lambda line: pytest.fail(f"work started: {line}"))
@@ -165,7 +163,7 @@ def test_an_unwritable_output_folder_fails_before_any_work(tmp_path, key):
 
 
 def test_an_unwritable_cache_fails_before_the_store_is_built(tmp_path):
-    cfg = run_config(compose_config(overrides(tmp_path, "paths.cache=/dev/null/x")))
+    cfg = run_config(compose_config(tiny_overrides(tmp_path, "paths.cache=/dev/null/x")))
     started = time.perf_counter()
     with pytest.raises(ConfigError, match="paths.cache /dev/null/x is not a writable folder"):
         prepare_store(cfg.data, cfg.cache_dir, progress=False)
@@ -175,4 +173,4 @@ def test_an_unwritable_cache_fails_before_the_store_is_built(tmp_path):
 @pytest.mark.parametrize("value", ["null", "''", "3"])
 def test_a_folder_path_must_be_a_string(tmp_path, value):
     with pytest.raises(ConfigError, match="paths.runs must be a folder path"):
-        run_config(compose_config(overrides(tmp_path, f"paths.runs={value}")))
+        run_config(compose_config(tiny_overrides(tmp_path, f"paths.runs={value}")))

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
+from tests.datasets.damage import damaged_copies
 
 from qpebench.datasets.radar import detect_source, read_native
 from qpebench.errors import FileFormatError
@@ -61,18 +62,15 @@ KEEP = (16, 128, 1024)  # first bytes kept before a random body
 def _cases(data: bytes, sample: Sample, rng: random.Random) -> list[tuple[str, bytes, bool]]:
     """(label, damaged bytes, whether a successful read must equal the intact file)."""
     n = len(data)
-    cuts = sorted({0, 1, 10, 100, n - 1, *(int(n * f) for f in CUTS)} - {n})
-    out = [(f"cut at {k}", data[:k], True) for k in cuts if k < n]
-    for _ in range(sample.flips):
-        at = rng.randrange(n)
-        flipped = bytearray(data)
-        flipped[at] ^= rng.randrange(1, 256)
-        out.append((f"byte {at} flipped", bytes(flipped), sample.checksummed))
-    for i in range(sample.bodies):
-        keep = KEEP[i % len(KEEP)]
-        body = data[:keep] + rng.randbytes(max(n - keep, 0))
-        out.append((f"random body after {keep} bytes", body, False))
-    return out
+    return damaged_copies(
+        data,
+        rng,
+        cuts=(0, 1, 10, 100, n - 1, *(int(n * f) for f in CUTS)),
+        flips=sample.flips,
+        keeps=KEEP,
+        bodies=sample.bodies,
+        checksummed=sample.checksummed,
+    )
 
 
 def _same(a: xr.DataArray, b: xr.DataArray) -> bool:

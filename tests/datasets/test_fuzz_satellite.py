@@ -12,15 +12,17 @@ a zip member carries a CRC (Satip), a bzip2 stream a CRC of its content (AHI ``.
 Formats without a checksum over their data — netCDF-3 (meteosatlib), HRIT segments, HSD,
 netCDF-4/HDF5 without fletcher32 (ABI) — cannot notice a flipped data byte: a changed value is
 unavoidable there, and only the kind of failure is checked.
+
+``seviri_native`` has no case: no ``.nat`` sample is available and no generator writes one (its
+header is checked against the file's size before satpy reads it; see ``datasets/seviri.py``).
 """
 
 from __future__ import annotations
 
 import bz2
-import importlib.util
+import importlib
 import random
 import shutil
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +31,7 @@ from types import ModuleType
 import numpy as np
 import pytest
 import xarray as xr
+from tests.datasets.damage import damaged_copies
 
 from qpebench.datasets.satellite import read_satellite
 from qpebench.errors import FileFormatError
@@ -36,7 +39,6 @@ from qpebench.registry import load_builtins
 
 load_builtins()
 
-DATA = Path(__file__).resolve().parents[1] / "data"
 CUTS = (0.1, 0.5, 0.9, 0.99)  # fractions of the size; also 0, 1 and 100 bytes
 KEEP = (16, 512, 4096)  # first bytes kept before a random body
 
@@ -45,12 +47,8 @@ Scan = Callable[[Path, Path], list[Path]]
 
 
 def _generator(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"fuzz_{name}_data", DATA / name / "data.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve their module
-    spec.loader.exec_module(module)
-    return module
+    """The test-data generator ``tests/data/<name>/data.py``."""
+    return importlib.import_module(f"tests.data.{name}.data")
 
 
 def _copy(*relative: str) -> Scan:
@@ -65,8 +63,12 @@ def _hrit(real: Path, into: Path) -> list[Path]:
     return sorted(files, key=lambda f: "IR_108" not in f.name)
 
 
-def _abi(real: Path, into: Path) -> list[Path]:
-    return list(_generator("abi").write_scan(into, bands=(14,), shape=(6, 8)).files.values())
+def _abi(level: str) -> Scan:
+    def scan(real: Path, into: Path) -> list[Path]:
+        truth = _generator("abi").write_scan(into, level=level, bands=(14,), shape=(6, 8))
+        return list(truth.files.values())
+
+    return scan
 
 
 def _ahi(compress: bool) -> Scan:
@@ -121,7 +123,8 @@ SAMPLES = [
         marks=pytest.mark.realdata,
         id="seviri_hrit",
     ),
-    pytest.param(Sample("abi", _abi, ("IR10.8",), flips=80), id="abi_l1b"),
+    pytest.param(Sample("abi", _abi("L1b"), ("IR10.8",), flips=80), id="abi_l1b"),
+    pytest.param(Sample("abi_cmip", _abi("L2"), ("IR10.8",), flips=60), id="abi_l2_cmip"),
     pytest.param(Sample("ahi", _ahi(False), ("IR10.8",), flips=30, bodies=2), id="ahi_hsd"),
     pytest.param(
         Sample("ahi_bz2", _ahi(True), ("IR10.8",), flips=30, bodies=2, checksummed=True),
@@ -131,25 +134,17 @@ SAMPLES = [
 
 
 def _cases(data: bytes, sample: Sample, rng: random.Random) -> list[tuple[str, bytes, bool]]:
-    """(label, damaged bytes, whether a successful read must equal the intact scan)."""
+    """(label, damaged bytes, whether a successful read must equal the intact file)."""
     n = len(data)
-    cuts = sorted({0, 1, 100, *(int(n * f) for f in CUTS)} - {n})
-    out = [(f"cut at {k}", data[:k], True) for k in cuts if k < n]
-    for _ in range(sample.flips):
-        at = rng.randrange(n)
-        flipped = bytearray(data)
-        flipped[at] ^= rng.randrange(1, 256)
-        out.append((f"byte {at} flipped", bytes(flipped), sample.checksummed))
-    for i in range(sample.bodies):
-        keep = KEEP[i % len(KEEP)]
-        out.append(
-            (
-                f"random body after {keep} bytes",
-                data[:keep] + rng.randbytes(max(n - keep, 0)),
-                False,
-            )
-        )
-    return out
+    return damaged_copies(
+        data,
+        rng,
+        cuts=(0, 1, 100, *(int(n * f) for f in CUTS)),
+        flips=sample.flips,
+        keeps=KEEP,
+        bodies=sample.bodies,
+        checksummed=sample.checksummed,
+    )
 
 
 def _same(a: xr.DataArray, b: xr.DataArray) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bz2
 import functools
+import gzip
 import struct
 import zlib
 from collections.abc import Callable
@@ -20,7 +21,14 @@ import numpy as np
 import pytest
 import tifffile
 
-from qpebench.datasets.radar import detect_source, probe_file, read_native
+from qpebench.datasets.radar import (
+    MAX_RADAR_BYTES,
+    MAX_RADAR_CELLS,
+    detect_source,
+    probe_file,
+    read_native,
+)
+from qpebench.limits import ENV_MAX_DECOMPRESSED
 
 GIB = 1024**3
 PIECE = 64 * 1024**2
@@ -68,10 +76,12 @@ def with_eof(data: bytes, eof: int) -> bytes:
 FMI_PGM_HEAD = b"P5\n# obstime 201609281600\n# projection stereographic\n760 1226\n255\n"
 
 
-def radolan_head(by: int | None = None) -> bytes:
-    text = "RW021050100000814BY{by:7d}VS 3SW   2.13.1PR E-02INT  60GP 900x 900MS 10<boo,ros>"
-    head = len(text.format(by=0)) + 1
-    return text.format(by=head + 900 * 900 * 2 if by is None else by).encode() + b"\x03"
+def radolan_head(by: int | None = None, gp: tuple[int, int] = (900, 900)) -> bytes:
+    text = "RW021050100000814BY{by:7d}VS 3SW   2.13.1PR E-02INT  60GP{gp}MS 10<boo,ros>"
+    grid = f"{gp[0]:4d}x{gp[1]:4d}"
+    head = len(text.format(by=0, gp=grid)) + 1
+    by = head + gp[0] * gp[1] * 2 if by is None else by
+    return text.format(by=by, gp=grid).encode() + b"\x03"
 
 
 def grib_head(total: int) -> bytes:
@@ -158,7 +168,7 @@ def test_hdf5_file_shorter_than_its_superblock_declares(tmp_path: Path) -> None:
     [
         ("fmi.pgm", FMI_PGM_HEAD.replace(b"760 1226", b"2000000 3000000"), "PGM size"),
         ("radolan-rw-bin", radolan_head(99_999_999_999), "RADOLAN header BY"),
-        ("mrms.grib2", grib_head(2**62), "more than the limit"),
+        ("mrms.grib2", grib_head(2**62), "GRIB section 0 (message length)"),
     ],
     ids=["fmi_pgm", "radolan", "mrms"],
 )
@@ -181,6 +191,78 @@ def test_header_declaring_an_impossible_size(
     assert message.startswith(str(path))
     if codec != "plain":  # a plain file is refused too, as shorter than its header declares
         assert match in message
+
+
+HUGE_PRODUCT = (20000, 20000)  # 4·10⁸ cells: more than any radar product, less than the global cap
+
+
+@pytest.mark.parametrize(
+    ("name", "source", "head", "match"),
+    [
+        (
+            "fmi.pgm.gz",
+            "fmi_pgm",
+            FMI_PGM_HEAD.replace(b"760 1226", b"%d %d" % HUGE_PRODUCT),
+            "PGM size 20000x20000 declares",
+        ),
+        (
+            "radolan-rw-bin.gz",
+            "radolan",
+            radolan_head(gp=HUGE_PRODUCT),
+            "RADOLAN header GP 20000x20000 declares",
+        ),
+        (
+            "mrms.grib2.gz",
+            "mrms",
+            grib_head(HUGE_PRODUCT[0] * HUGE_PRODUCT[1] * 4 + 1024),
+            r"GRIB section 0 \(message length\) declares",
+        ),
+    ],
+    ids=["fmi_pgm", "radolan", "mrms"],
+)
+def test_header_declaring_more_than_any_radar_product_with_default_limits(
+    refused_cheaply: Callable[..., str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    name: str,
+    source: str,
+    head: bytes,
+    match: str,
+) -> None:
+    """Refused by the radar product maximum, before decompressing, whatever the global cap."""
+    monkeypatch.delenv(ENV_MAX_DECOMPRESSED, raising=False)
+    assert MAX_RADAR_CELLS < HUGE_PRODUCT[0] * HUGE_PRODUCT[1]
+    path = bomb(tmp_path / name, head, "gz", total=8 * PIECE)  # 512 MiB of zeros
+    assert path.stat().st_size < 5_000_000
+    for call in (lambda: read_native(path), lambda: read_native(path, source=source)):
+        message = refused_cheaply(call, match)
+        assert message.startswith(str(path))
+        assert "refused before reading" in message
+
+
+def test_grib_length_at_the_radar_maximum_bounds_the_decompression(
+    refused_cheaply: Callable[..., str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A header declaring the most accepted still stops a longer stream at 2 × that + 1 MiB."""
+    monkeypatch.delenv(ENV_MAX_DECOMPRESSED, raising=False)
+    path = bomb(tmp_path / "mrms.grib2.gz", grib_head(MAX_RADAR_BYTES), "gz", total=8 * PIECE)
+    message = refused_cheaply(lambda: read_native(path), "decompresses to more than")
+    assert message.startswith(str(path))
+
+
+@pytest.mark.realdata
+def test_compressed_pgm_with_a_10_kb_comment_header_reads(real_data: Path, tmp_path: Path) -> None:
+    original = real_data / "fmi/201609281600_fmi.radar.composite.lowest_FIN_SUOMI1.pgm.gz"
+    raw = gzip.decompress(original.read_bytes())
+    assert raw.startswith(b"P5\n")
+    long = raw[:3] + b"# note " + b"x" * 10_000 + b"\n" + raw[3:]
+    path = tmp_path / original.name
+    path.write_bytes(gzip.compress(long))
+    expected = read_native(original)
+    field = read_native(path, source="fmi_pgm")
+    np.testing.assert_array_equal(field.values, expected.values)
+    np.testing.assert_array_equal(field["status"].values, expected["status"].values)
+    assert field.attrs["end_time"] == expected.attrs["end_time"]
 
 
 def test_grib_grid_declaring_too_many_cells(

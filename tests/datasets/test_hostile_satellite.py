@@ -8,10 +8,9 @@ runs the read in a forked child and checks a one-line qpebench error within 5 s 
 from __future__ import annotations
 
 import bz2
-import importlib.util
+import importlib
 import json
 import shutil
-import sys
 import zipfile
 import zlib
 from collections.abc import Callable
@@ -31,18 +30,13 @@ from qpebench.registry import load_builtins
 
 load_builtins()
 
-DATA = Path(__file__).resolve().parents[1] / "data"
 SATIP = "seviri_rss_satip/202312201135.zarr.zip"
 METEOSATLIB = "seviri_meteosatlib/MSG_Seviri_1_5_Infrared_10_8_channel_20051219_1415.nc"
 
 
 def _generator(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"hostile_{name}_data", DATA / name / "data.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve their module
-    spec.loader.exec_module(module)
-    return module
+    """The test-data generator ``tests/data/<name>/data.py``."""
+    return importlib.import_module(f"tests.data.{name}.data")
 
 
 def _rewrite_zip(source: Path, target: Path, change: Callable[[str, bytes], bytes | None]) -> Path:
@@ -339,3 +333,45 @@ def test_ahi_header_declaring_a_huge_image_is_refused(
         lambda: ahi.read_hsd([first, path], ["B14"]),
         r"HSD image \(40000 lines × 40000 columns\) declares 1,600,000,000 pixels",
     )
+
+
+def _native_header(tmp_path: Path, **values: str) -> Path:
+    """A SEVIRI native header in satpy's layout (EUM/MSG/ICD/105), ASCII archive header first."""
+    from satpy.readers.seviri_l1b_native_hdr import get_native_header
+
+    from qpebench.datasets.seviri import NATIVE_ASCII_HEADER
+
+    header = np.zeros(1, dtype=get_native_header(True))
+    second = header[0]["15_SECONDARY_PRODUCT_HEADER"]
+    fields = {
+        "SelectedBandIDs": "XXXXXXXXXXXX",
+        "NumberLinesVISIR": "3712",
+        "EastColumnSelectedRectangle": "1",
+        "WestColumnSelectedRectangle": "3712",
+        "NumberColumnsHRV": "11136",
+        **values,
+    }
+    for key, value in fields.items():
+        second[key]["Value"] = value.encode()
+    raw = bytearray(header.tobytes())
+    raw[: len(NATIVE_ASCII_HEADER)] = NATIVE_ASCII_HEADER
+    path = tmp_path / "MSG4-SEVI-MSG15-0100-NA-20231220120000.nat"
+    path.write_bytes(bytes(raw))
+    return path
+
+
+def test_native_file_shorter_than_its_header_declares_is_refused(tmp_path: Path) -> None:
+    path = _native_header(tmp_path)  # a full disk declared, no data after the header
+    declared = r"bytes, its header declares 271,175,\d+ .*truncated"
+    with pytest.raises(FileFormatError, match=declared):
+        read_satellite(path, bands=["IR10.8"], with_vza=False)
+
+
+def test_native_header_declaring_more_than_a_full_disk_is_refused(
+    tmp_path: Path, refused_cheaply
+) -> None:
+    path = _native_header(tmp_path, NumberLinesVISIR="40000")
+    message = refused_cheaply(
+        lambda: read_satellite(path, bands=["IR10.8"], with_vza=False), "40,000 VIS/IR lines"
+    )
+    assert message.startswith(f"{path}: ")

@@ -195,4 +195,7 @@ def test_md_escape():
     assert md_escape("a\\|b") == "a\\\\\\|b"
     assert md_escape("<b>&</b>") == "&lt;b>&amp;&lt;/b>"
     assert md_escape(">=270 K") == ">=270 K"
+    assert md_escape("![x](https://evil.example/t.png) [0.5, 0.6]") == (
+        "![x]\\(https://evil.example/t.png) [0.5, 0.6]"
+    )
     assert md_escape("one\r\ntwo\nthree\x07") == "one two three"
