@@ -62,6 +62,7 @@ _H5Z_FILTER_DEFLATE: Final = 1
 _H5Z_FILTER_SHUFFLE: Final = 2
 _H5Z_FILTER_FLETCHER32: Final = 3
 _H5Z_CHECKED: Final = frozenset({_H5Z_FILTER_DEFLATE, _H5Z_FILTER_SHUFFLE, _H5Z_FILTER_FLETCHER32})
+_READ_STEP: Final = 1 << 16  # bytes of a compressed file read at a time for its head
 _GZIP_MAGIC: Final = b"\x1f\x8b"
 _BZIP2_MAGIC: Final = b"BZh"
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*$", re.IGNORECASE)
@@ -217,6 +218,38 @@ def decompress_bounded(
             break  # trailing garbage after the last member is ignored, as gzip/bz2 do
         pending = rest
     return b"".join(pieces)
+
+
+def read_head(path: Path, n: int = 4096) -> tuple[Codec | None, bytes]:
+    """A file's codec and first ``n`` bytes, decompressed when gzip or bzip2 magic starts it.
+
+    Only as much of the file is read as ``n`` bytes of output need (bzip2 yields output block by
+    block, after up to 900 kB of input); what detection looks at, never more.
+
+    Raises:
+        FileFormatError: A corrupt compressed stream.
+        FileNotFoundError: No such file.
+    """
+    with path.open("rb") as fh:
+        raw = fh.read(n)
+        codec = detect_codec(raw)
+        if codec is None:
+            return None, raw
+        engine = _decompressor(codec)
+        pieces: list[bytes] = []
+        size, pending = 0, raw
+        try:
+            while size < n and not engine.eof and pending:
+                piece = engine.decompress(pending, n - size)
+                pieces.append(piece)
+                size += len(piece)
+                if isinstance(engine, bz2.BZ2Decompressor):
+                    pending = fh.read(_READ_STEP) if engine.needs_input else b""
+                else:  # input left over means the output is full
+                    pending = engine.unconsumed_tail or fh.read(_READ_STEP)
+        except (zlib.error, OSError, EOFError, ValueError) as exc:
+            raise FileFormatError(f"{path}: corrupt {codec} stream ({exc})") from None
+    return codec, b"".join(pieces)
 
 
 def read_decompressed(

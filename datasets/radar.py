@@ -30,10 +30,8 @@ an explicit :class:`ZRRelation` and never silently. Readers register a :class:`R
 
 from __future__ import annotations
 
-import bz2
 import io
 import os
-import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -413,29 +411,17 @@ def probe_file(path: Path) -> Probe:
 
     Raises:
         FileNotFoundError: No such file.
-        FileFormatError: Empty, a directory, a broken gzip stream or an unopenable HDF5 file.
+        FileFormatError: Empty, a directory, a broken gzip or bzip2 stream or an unopenable HDF5
+            file.
     """
     if path.is_dir():
         raise FileFormatError(f"{path}: is a directory; use scan_radar() for a whole archive")
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
-    with path.open("rb") as fh:
-        raw = fh.read(4096)
-        if not raw:
-            raise FileFormatError(f"{path}: empty file (0 bytes)")
-        compression, head = limits.detect_codec(raw) or "", raw
-        try:
-            if compression == "gzip":
-                head = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(raw, 4096)
-            elif compression == "bzip2":
-                # bzip2 yields output only block by block (≤ 900 kB of input each).
-                decompressor, head = bz2.BZ2Decompressor(), b""
-                chunk = raw
-                while chunk and len(head) < 4096 and not decompressor.eof:
-                    head += decompressor.decompress(chunk, 4096 - len(head))
-                    chunk = fh.read(65536) if decompressor.needs_input else b""
-        except (zlib.error, OSError, EOFError) as exc:
-            raise FileFormatError(f"{path}: corrupt {compression} stream ({exc})") from None
+    codec, head = limits.read_head(path)
+    compression = codec or ""
+    if not head and not compression:
+        raise FileFormatError(f"{path}: empty file (0 bytes)")
     if not head:
         raise FileFormatError(f"{path}: empty after {compression} decompression")
     if not head.startswith(limits.HDF5_MAGIC):

@@ -208,3 +208,19 @@ def test_hdf5_filters_that_hide_a_chunk_bomb_are_refused(tmp_path: Path) -> None
             check_hdf5_chunks(f["late_shuffle"], path)
         with pytest.raises(FileFormatError, match=r"/lzf uses HDF5 filters \[32000\]"):
             check_hdf5_chunks(f["lzf"], path)
+
+
+@pytest.mark.parametrize("codec", ["gzip", "bzip2", None])
+def test_read_head_decompresses_only_the_start(tmp_path: Path, codec: str | None) -> None:
+    from qpebench.limits import read_head
+
+    data = bytes(range(256)) * 8 + bytes(2 << 20)  # the head, then 2 MiB
+    packed = {"gzip": gzip.compress, "bzip2": bz2.compress, None: bytes}[codec](data)
+    path = tmp_path / "file"
+    path.write_bytes(packed)
+    assert read_head(path) == (codec, data[:4096])
+    assert read_head(path, 10) == (codec, data[:10])
+    if codec is not None:
+        path.write_bytes(packed[:3] + b"\xff" * 64)  # magic, then garbage
+        with pytest.raises(FileFormatError, match=f"^{path}: corrupt {codec} stream"):
+            read_head(path)
