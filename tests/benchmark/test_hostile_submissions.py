@@ -21,6 +21,7 @@ import skops.io
 import torch
 from pyproj import CRS
 from sklearn.ensemble import RandomForestRegressor
+from tests.benchmark.test_records import v2_record
 
 from qpebench.bands import DEFAULT_BANDS
 from qpebench.baselines.sklearn_pixel import MAX_ESTIMATOR_BYTES
@@ -405,42 +406,6 @@ def field(data: bytes, shape: list[int]) -> dict:
     }
 
 
-SMALL_FIELD = field(zlib.compress(bytes(2 * 4 * 5)), [4, 5])
-
-
-def record() -> dict:
-    """A valid schema-2 record (as :func:`qpebench.records.write_record` writes them)."""
-    return {
-        "schema": "qpebench-result",
-        "schema_version": 2,
-        "run_id": "r",
-        "created": "2026-11-26T00:00:00Z",
-        "split": {"name": "s", "train_domain": "europe", "test_domains": {"id_test": "europe"}},
-        "model": {"name": "m", "frames": 1, "bands": ["IR10.8"], "parameters": 0},
-        "metrics": {"id_test": {"rmse": 1.2}, "ood_test/conus": {"rmse": 1.5}},
-        "intervals": {},
-        "strata": {},
-        "curves": {"id_test": {"histogram": {"edges": [0, 1], "pred": [1], "obs": [2]}}},
-        "examples": {"id_test": {"ir108": SMALL_FIELD, "truth": SMALL_FIELD, "pred": SMALL_FIELD}},
-        "paired": {},
-        "n_samples": {"id_test": 3, "ood_test/conus": 2},
-        "config": {},
-        "dataset": {"adapter": "synthetic", "version": "v"},
-        "seed": 0,
-        "training": {},
-        "provenance": {
-            "code_version": "0.1.0",
-            "commit": None,
-            "dirty": None,
-            "packages": {},
-            "python": "3.11",
-            "platform": "linux",
-            "hardware": {},
-        },
-        "runtime_s": {},
-    }
-
-
 def record_file(path: Path, rec: dict) -> Path:
     path.write_text(json.dumps(rec))
     return path
@@ -456,11 +421,11 @@ def zlib_bomb(size: int) -> bytes:
 
 
 def test_valid_record_loads(tmp_path: Path) -> None:
-    assert load_record(record_file(tmp_path / "r.json", record()))["run_id"] == "r"
+    assert load_record(record_file(tmp_path / "r.json", v2_record()))["run_id"] == "r"
 
 
 def test_zlib_bomb_example_map_is_refused_cheaply(tmp_path: Path, refused_cheaply) -> None:
-    rec = record()
+    rec = v2_record()
     rec["examples"]["id_test"]["pred"] = field(zlib_bomb(BOMB_BYTES), [64, 64])
     path = record_file(tmp_path / "bomb.json", rec)
     message = refused_cheaply(lambda: load_record(path), "decompresses to more than")
@@ -470,7 +435,7 @@ def test_zlib_bomb_example_map_is_refused_cheaply(tmp_path: Path, refused_cheapl
 def test_example_map_declaring_a_huge_shape_is_refused_cheaply(
     tmp_path: Path, refused_cheaply
 ) -> None:
-    rec = record()
+    rec = v2_record()
     rec["examples"]["id_test"]["truth"] = field(zlib.compress(bytes(8)), [100_000, 100_000])
     path = record_file(tmp_path / "shape.json", rec)
     message = refused_cheaply(lambda: load_record(path), "10,000,000,000 cells")
@@ -486,7 +451,7 @@ def test_record_file_too_large_is_refused_before_parsing(tmp_path: Path, refused
 
 
 def test_overlong_curve_is_refused(tmp_path: Path) -> None:
-    rec = record()
+    rec = v2_record()
     rec["curves"]["id_test"]["histogram"] = {"edges": [0] * 20_001, "pred": [0] * 20_000}
     path = record_file(tmp_path / "curve.json", rec)
     with pytest.raises(RecordError, match="has 20,001 values, more than the 10,000 accepted"):
@@ -506,7 +471,7 @@ def test_overlong_curve_is_refused(tmp_path: Path) -> None:
     ],
 )
 def test_names_that_become_file_names_are_checked_on_load(tmp_path: Path, edit, what) -> None:
-    rec = record()
+    rec = v2_record()
     edit(rec)
     path = record_file(tmp_path / "names.json", rec)
     with pytest.raises(RecordError, match=what) as info:
