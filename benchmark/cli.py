@@ -29,7 +29,7 @@ from typing import Any
 
 from qpebench import __version__
 from qpebench.config import compose_config, run_config
-from qpebench.errors import ConfigError, QpebenchError, describe
+from qpebench.errors import ConfigError, QpebenchError, describe, one_line
 from qpebench.names import printable
 from qpebench.records import RecordError, load_record
 from qpebench.registry import MODELS, load_builtins
@@ -132,7 +132,7 @@ def _error_line(exc: Exception) -> str:
         text = describe(exc)
     if not isinstance(exc, QpebenchError | FileNotFoundError):
         text += "; --debug shows the traceback"
-    return " ".join(printable(text).split())
+    return one_line(printable(text))
 
 
 def _readers(as_json: bool) -> int:

@@ -79,9 +79,14 @@ def unknown_name_message(kind: str, name: str, choices: Iterable[str]) -> str:
     return f"unknown {kind} {name!r};{hint} choices: {listing}"
 
 
+def one_line(text: str) -> str:
+    """``text`` on one line: every run of whitespace, line breaks included, becomes one space."""
+    return " ".join(text.split())
+
+
 def describe(exc: BaseException) -> str:
-    """An exception from a library as one line for a message: ``Type: text``, whitespace collapsed.
+    """An exception from a library as one line for a message: ``Type: text``.
 
     Libraries (h5py, satpy, zarr, torch) often write several lines; a qpebench message is one.
     """
-    return " ".join(f"{type(exc).__name__}: {exc}".split())
+    return one_line(f"{type(exc).__name__}: {exc}")

@@ -29,7 +29,7 @@ import numpy.typing as npt
 import torch
 
 from qpebench.atomic import write_with
-from qpebench.errors import ConfigError, FileFormatError, SampleValidationError
+from qpebench.errors import ConfigError, FileFormatError, SampleValidationError, one_line
 from qpebench.limits import check_declared, check_zip, human
 from qpebench.registry import MODELS, load_builtins
 from qpebench.store import SampleStore
@@ -259,11 +259,6 @@ def check_model_zip(archive: zipfile.ZipFile, path: Path) -> None:
     check_declared(path, "zip members of the model file", total, MAX_MODEL_BYTES, unit="bytes")
 
 
-def _one_line(exc: BaseException) -> str:
-    """An exception's text with whitespace collapsed (torch writes several lines)."""
-    return " ".join(str(exc).split())
-
-
 def load_model(path: str | Path, *, device: str | None = None) -> RainModel:
     """Rebuild the model saved at ``path`` from its registry name and config, then its state.
 
@@ -290,7 +285,7 @@ def load_model(path: str | Path, *, device: str | None = None) -> RainModel:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a file that is not its own
-        raise ConfigError(f"{path}: not a qpebench model file ({_one_line(exc)})") from None
+        raise ConfigError(f"{path}: not a qpebench model file ({one_line(str(exc))})") from None
     if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
         raise ConfigError(f"{path}: not a qpebench model file (no {MODEL_FORMAT!r} format tag)")
     missing = [k for k in ("format_version", "card", "config", "state") if k not in payload]
@@ -315,14 +310,14 @@ def load_model(path: str | Path, *, device: str | None = None) -> RainModel:
         model = build_model(card["name"], **config)
     except (TypeError, ValueError) as exc:  # ConfigError included: name the file
         raise ConfigError(
-            f"{path}: cannot rebuild {card['name']!r} from its config ({_one_line(exc)})"
+            f"{path}: cannot rebuild {card['name']!r} from its config ({one_line(str(exc))})"
         ) from None
     try:
         model.load_state(state)
     except KeyError as exc:
         raise ConfigError(f"{path}: model state lacks {exc}") from None
     except (ValueError, TypeError, RuntimeError) as exc:  # ConfigError included: name the file
-        raise ConfigError(f"{path}: {_one_line(exc)}") from None
+        raise ConfigError(f"{path}: {one_line(str(exc))}") from None
     rebuilt = model.card.to_json()
     differ = sorted(k for k in rebuilt if rebuilt[k] != card.get(k))
     if differ:

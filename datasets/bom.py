@@ -69,7 +69,7 @@ from qpebench.datasets.radar import (
     MAX_RADAR_BYTES,
     Probe,
     RadarReader,
-    hdf5_bytes,
+    hdf5_source,
     make_field,
     open_hdf5,
     register_reader,
@@ -106,18 +106,23 @@ def _crs_from_cf(items: tuple[tuple[str, Any], ...]) -> CRS:
 
 
 def _open(path: Path) -> xr.Dataset:
-    with open_hdf5(path) as h5:  # the same clear error for truncated or foreign files
+    source = hdf5_source(path)  # read (and decompressed) once
+    with open_hdf5(path, source) as h5:  # the same clear error for truncated or foreign files
         limits.check_hdf5_file(h5, path)
-    source = io.BytesIO(hdf5_bytes(path))
+    if isinstance(source, io.BytesIO):
+        source.seek(0)
     # Times are decoded per variable in _time, so a bad unit is reported with its name.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", xr.SerializationWarning)  # several fill values: all NaN
         ds = xr.open_dataset(
             source, engine="h5netcdf", phony_dims="sort", decode_coords=False, decode_times=False
         )
-    size = sum(var.size * var.dtype.itemsize for var in ds.variables.values())
-    limits.check_declared(path, "its variables (all together)", size, MAX_RADAR_BYTES, unit="bytes")
-    return ds.load()
+    with ds:  # closes the file once the values are in memory
+        size = sum(var.size * var.dtype.itemsize for var in ds.variables.values())
+        limits.check_declared(
+            path, "its variables (all together)", size, MAX_RADAR_BYTES, unit="bytes"
+        )
+        return ds.load()
 
 
 def _time(ds: xr.Dataset, name: str, path: Path) -> datetime:

@@ -432,38 +432,42 @@ def probe_file(path: Path) -> Probe:
     return Probe(path, head, compression, keys, root)
 
 
-def hdf5_bytes(path: Path) -> bytes:
-    """An HDF5 file's bytes, decompressed when gzip or bzip2 and checked against its superblock.
+def hdf5_source(path: Path) -> Path | io.BytesIO:
+    """What h5py should open: the file itself, or its bytes when it is gzip- or bzip2-compressed.
 
-    Decompression stops at the size the superblock declares (see :mod:`qpebench.limits`).
+    A plain file must be as long as its superblock declares; a compressed one is decompressed
+    only up to that size (see :mod:`qpebench.limits`) and must reach it.
 
     Raises:
-        FileFormatError: Not HDF5, a bad superblock, shorter than the superblock declares,
-            beyond a cap, or a corrupt compressed stream.
+        FileFormatError: Not HDF5, a bad superblock, shorter than the superblock declares, beyond
+            a cap, or a corrupt compressed stream.
     """
+    with path.open("rb") as fh:
+        head = fh.read(limits.SUPERBLOCK_BYTES)
+    if limits.detect_codec(head) is None:
+        limits.check_hdf5_length(path, path.stat().st_size, limits.hdf5_size(head, path))
+        return path
     data = limits.read_decompressed(path, head_limit=lambda head: limits.hdf5_size(head, path))
     limits.check_hdf5_length(
         path, len(data), limits.hdf5_size(data[: limits.SUPERBLOCK_BYTES], path)
     )
-    return data
+    return io.BytesIO(data)
 
 
-def open_hdf5(path: Path) -> h5py.File:
+def open_hdf5(path: Path, source: Path | io.BytesIO | None = None) -> h5py.File:
     """Open an HDF5 (or netCDF4) file for reading; a gzip or bzip2 one is decompressed in memory.
+
+    Args:
+        path: The file.
+        source: What :func:`hdf5_source` returned for it, when the caller needs it again
+            (default: computed here).
 
     Raises:
         FileFormatError: The file (or its decompressed content) is not HDF5, is shorter than its
             superblock declares, or cannot be opened.
     """
-    with path.open("rb") as fh:
-        head = fh.read(limits.SUPERBLOCK_BYTES)
-    source: Path | io.BytesIO = path
-    if limits.detect_codec(head) is None:
-        limits.check_hdf5_length(path, path.stat().st_size, limits.hdf5_size(head, path))
-    else:
-        source = io.BytesIO(hdf5_bytes(path))
     try:
-        return h5py.File(source, "r")
+        return h5py.File(hdf5_source(path) if source is None else source, "r")
     except (OSError, EOFError) as exc:
         raise FileFormatError(
             f"{path}: HDF5 file cannot be opened (truncated or corrupt): {exc}"
