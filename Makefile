@@ -41,6 +41,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python -P benchmarks/decompress.py
 	$(BIN)/python -P benchmarks/colocate.py
 	$(BIN)/python -P benchmarks/conv4d.py
+	$(BIN)/python -P benchmarks/training.py
 	$(BIN)/python -P benchmarks/metrics.py
 	$(BIN)/python -P benchmarks/evaluation.py
 	bash benchmarks/demo_fresh_clone.sh

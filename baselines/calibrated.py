@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -64,7 +65,14 @@ class PowerLaw(RainModel):
         self.log_a: float | None = None
         self.b: float | None = None
 
-    def fit(self, data: TrainData, *, seed: int, progress: bool = True) -> dict[str, Any]:
+    def fit(
+        self,
+        data: TrainData,
+        *,
+        seed: int,
+        progress: bool = True,
+        checkpoint_dir: Path | None = None,
+    ) -> dict[str, Any]:
         """Fit ``ln A`` and ``B`` on the rainy valid pixels of ``data.train`` (``seed`` unused).
 
         Raises:
@@ -195,7 +203,14 @@ class ProbabilityMatching(RainModel):
         values = np.bincount(group, weights=rain_q) / np.bincount(group)
         self._lookup = (knots, values)
 
-    def fit(self, data: TrainData, *, seed: int, progress: bool = True) -> dict[str, Any]:
+    def fit(
+        self,
+        data: TrainData,
+        *,
+        seed: int,
+        progress: bool = True,
+        checkpoint_dir: Path | None = None,
+    ) -> dict[str, Any]:
         """Match the IR10.8 and rain quantiles of the valid ``data.train`` pixels.
 
         ``seed`` is unused: the quantiles are exact.

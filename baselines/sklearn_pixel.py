@@ -26,6 +26,7 @@ import time
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, TypeAlias
 
 import numpy as np
@@ -191,7 +192,14 @@ class PixelEnsemble(RainModel):
             raise ConfigError(f"{self.card.name}: the training set has no valid pixel")
         return x[order], y[order], n_valid
 
-    def fit(self, data: TrainData, *, seed: int, progress: bool = True) -> dict[str, Any]:
+    def fit(
+        self,
+        data: TrainData,
+        *,
+        seed: int,
+        progress: bool = True,
+        checkpoint_dir: Path | None = None,
+    ) -> dict[str, Any]:
         """Fit on a seeded random sample of the valid pixels of ``data.train``."""
         start = time.perf_counter()
         x, y, n_valid = self._training_pixels(data, seed, progress)

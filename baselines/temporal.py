@@ -40,7 +40,8 @@ from qpebench.baselines.unet import UNet2d
 from qpebench.errors import ConfigError
 from qpebench.models import MAX_PARAMETERS, ModelCard
 from qpebench.registry import MODELS
-from qpebench.training import OutputSpec, TorchRainModel, TrainSettings, train_settings
+from qpebench.trainer import TrainSettings, train_settings
+from qpebench.training import OutputSpec, TorchRainModel
 
 
 class LastFrame(nn.Module):

@@ -3,9 +3,12 @@
 Commands::
 
     qpebench run [KEY=VALUE ...]          the whole cross-region benchmark (default: synthetic)
+    qpebench run --multirun KEY=A,B ...   a sweep, one job per combination, on Hydra's launchers
     qpebench prepare [--rebuild] [KEY=VALUE ...]   build (or resume) the sample store only
     qpebench models list [--json]         the model cards of every registered model
     qpebench leaderboard render PATH ...  Markdown leaderboard from result records
+    qpebench leaderboard publish PATH ... render them into leaderboard/results (the only way
+                                          anything is written there)
     qpebench store verify STORE           check every shard against the manifest checksums
     qpebench inspect PATH [--json]        what a radar file holds (a directory: scan every file)
     qpebench inspect --readers [--json]   the registered radar readers
@@ -50,6 +53,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the whole benchmark (Hydra overrides KEY=VALUE)")
+    run.add_argument(
+        "-m",
+        "--multirun",
+        action="store_true",
+        help="a sweep on Hydra's launchers: one job per combination, e.g. model=a,b seed=0,1,2 "
+        "hydra/launcher=joblib (docs/sweeps.md)",
+    )
+    run.add_argument(
+        "--sweep", metavar="NAME", help="with --multirun: the sweep folder's name under runs/sweeps"
+    )
     run.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     prep = sub.add_parser("prepare", help="build or resume the sample store only")
     prep.add_argument("--rebuild", action="store_true", help="delete the cached store first")
@@ -90,6 +103,18 @@ def _parser() -> argparse.ArgumentParser:
         help="with --out: comma-separated formats among md, csv, tex, html (default: all)",
     )
     render.add_argument("--title", help="page title (default: the split name)")
+    publish = board_sub.add_parser(
+        "publish",
+        help="render records (files or run dirs) into the published boards (leaderboard/results)",
+    )
+    publish.add_argument("paths", nargs="+", type=Path)
+    publish.add_argument(
+        "--out",
+        type=Path,
+        default=Path("leaderboard/results"),
+        help="the published boards' folder (default: leaderboard/results)",
+    )
+    publish.add_argument("--title", help="page title (default: the split name)")
     validate = board_sub.add_parser(
         "validate", help="check result records against the schema (files or run dirs)"
     )
@@ -291,37 +316,63 @@ def _splits(action: str, overrides: Sequence[str]) -> None:
     _echo("no shared sample, no overlapping patch at adjacent times")
 
 
-def _record_files(paths: Sequence[Path]) -> list[Path]:
-    files: list[Path] = []
-    for p in paths:
-        files.extend(sorted((p / "records").glob("*.json")) if p.is_dir() else [p])
-    if not files:
+def _record_files(paths: Sequence[Path]) -> tuple[list[Path], list[str]]:
+    """The record files of ``paths`` (files, job or run folders); a line per unfinished run.
+
+    Raises:
+        RecordError: No record and no run folder, or a malformed ``run.json``.
+    """
+    from qpebench.leaderboard.sources import find_records
+
+    sources = find_records(paths)
+    if not sources.files and not sources.runs:
         raise RecordError(f"no result record in {[str(p) for p in paths]}")
-    return files
+    return list(sources.files), [run.describe() for run in sources.unfinished]
 
 
 def _validate(paths: Sequence[Path]) -> int:
-    """Check every record; one line per bad one. Exit status 1 when any is bad."""
+    """Check every record and its day states; one line per bad one and per unfinished run.
+
+    Exit status 1 when a record or its state file is bad, or a run is unfinished.
+    """
+    from qpebench.states import read_states
+
     bad = 0
-    files = _record_files(paths)
+    files, unfinished = _record_files(paths)
     for f in files:
         try:
-            load_record(f)
+            record = load_record(f)
+            if "states" in record:
+                read_states(f, record)
         except RecordError as exc:
             bad += 1
             _echo(f"invalid: {exc}")
+    for line in unfinished:
+        _echo(f"unfinished: {line}")
     _echo(f"{len(files) - bad} of {len(files)} records valid")
-    return 1 if bad else 0
+    return 1 if bad or unfinished else 0
 
 
 def _render(paths: Sequence[Path], out: Path | None, formats: str, title: str | None) -> None:
-    from qpebench.leaderboard import leaderboard_markdown, render
+    """Render the records of ``paths``, comparing models on the day states the records have.
 
-    records = [load_record(f) for f in _record_files(paths)]
+    An unfinished run gives a one-line warning on standard error; its finished jobs are rendered.
+    """
+    from qpebench.leaderboard import leaderboard_markdown, render
+    from qpebench.states import read_states
+
+    files, unfinished = _record_files(paths)
+    for line in unfinished:
+        print(f"qpebench: warning: {printable(line)}; rendering those", file=sys.stderr)
+    records = [load_record(f) for f in files]
+    states = [
+        read_states(f, r) if "states" in r else None for f, r in zip(files, records, strict=True)
+    ]
     if out is None:
-        _echo(leaderboard_markdown(records, title))
+        _echo(leaderboard_markdown(records, title, states))
         return
-    for fmt, path in render(records, out, [f.strip() for f in formats.split(",")], title).items():
+    chosen = [f.strip() for f in formats.split(",")]
+    for fmt, path in render(records, out, chosen, title, states).items():
         _echo(f"{fmt}: {path}")
 
 
@@ -330,13 +381,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         load_builtins()
-        if args.command == "run":
+        if args.command == "run" and args.multirun:
+            from qpebench.sweep import run_sweep
+
+            for line in run_sweep(args.overrides, args.sweep):
+                _echo(line)
+        elif args.command == "run":
             from qpebench.runner import run_benchmark
 
+            if args.sweep:
+                raise ConfigError("--sweep names the folder of a --multirun sweep; add --multirun")
             result = run_benchmark(run_config(compose_config(args.overrides)))
             print()
-            _echo(result.markdown)
-            _echo(f"leaderboard written to {result.leaderboard_path}")
+            for line in result.summary:
+                _echo(line)
         elif args.command == "prepare":
             from qpebench.runner import prepare_store, rebuild_store
 
@@ -351,7 +409,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "leaderboard":
             if args.action == "validate":
                 return _validate(args.paths)
-            _render(args.paths, args.out, args.format, args.title)
+            if args.action == "publish":
+                _render(args.paths, args.out, "md", args.title)
+            else:
+                _render(args.paths, args.out, args.format, args.title)
         elif args.command == "evaluate-predictions":
             from qpebench.predictions import evaluate_predictions, format_report
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra import compose, initialize_config_module
+from hydra.core.config_store import ConfigStore
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -26,9 +27,9 @@ from qpebench.bands import validate_bands
 from qpebench.errors import ConfigError, UnknownNameError, unknown_name_message
 from qpebench.evaluation import EvalSettings
 from qpebench.names import check_name, printable
-from qpebench.registry import DATASETS, MODELS, load_builtins
+from qpebench.registry import DATASETS, MODELS, SPLITS, load_builtins
 from qpebench.splits import SplitSpec
-from qpebench.training import TrainSettings
+from qpebench.trainer import TrainSettings
 
 CONFIG_GROUPS = ("data", "split", "train")
 
@@ -43,8 +44,11 @@ def _explain_override_error(overrides: Sequence[str], exc: Exception) -> str:
     for item in overrides:
         key, _, value = item.partition("=")
         key = key.lstrip("+~")
-        if key in CONFIG_GROUPS and value not in group_options(key):
-            return unknown_name_message(f"{key} config", value, group_options(key))
+        options = group_options(key) if key in CONFIG_GROUPS else []
+        if key == "split":
+            options = sorted({*options, *SPLITS.names()})
+        if key in CONFIG_GROUPS and value not in options:
+            return unknown_name_message(f"{key} config", value, options)
     text = " ".join(line.strip() for line in str(exc).strip().splitlines()) or type(exc).__name__
     return f"bad override in {list(overrides)}: {text}"
 
@@ -56,6 +60,7 @@ def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
         ConfigError: An override does not parse or names an unknown key.
         UnknownNameError: An override selects an unknown option of a config group.
     """
+    register_split_options()
     try:
         with initialize_config_module(config_module="qpebench.conf", version_base=None):
             cfg = compose(config_name="config", overrides=list(overrides))
@@ -68,12 +73,90 @@ def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
 
 
 def _int(cfg: DictConfig, key: str, minimum: int) -> int:
-    value = OmegaConf.select(cfg, key)
+    return _check_int(OmegaConf.select(cfg, key), key, minimum)
+
+
+def _check_int(value: Any, key: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(f"{key} must be an integer, got {value!r}")
     if value < minimum:
         raise ConfigError(f"{key} must be at least {minimum}, got {value}")
     return value
+
+
+def _check_span(frames: int, step: int, stored: int, where: str = "") -> None:
+    """Refuse input frames that reach further back than the stored frames.
+
+    Raises:
+        ConfigError: ``step * (frames - 1) + 1`` exceeds ``stored``; the line starts with
+            ``where``.
+    """
+    span = step * (frames - 1) + 1
+    if span > stored:
+        raise ConfigError(
+            f"{where}frames={frames} with step={step} span {span} stored frames; "
+            f"the data holds {stored}"
+        )
+
+
+def _check_bands(value: Any, data: dict[str, Any], key: str) -> tuple[str, ...]:
+    """``key``'s band selection: canonical bands (one name or a list), every one in the data.
+
+    Raises:
+        ConfigError: Not band names, an empty or repeated selection, or a band the data lacks.
+        UnknownNameError: A name that is not a canonical band.
+    """
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(b, str) for b in value):
+        raise ConfigError(f"{key} must be a list of band names, got {printable(repr(value))}")
+    try:
+        bands = validate_bands(value)
+    except UnknownNameError as exc:
+        raise UnknownNameError(f"{key}: {exc}") from None
+    except ConfigError as exc:  # its message starts "bands: "
+        raise ConfigError(f"{key}: {str(exc).removeprefix('bands: ')}") from None
+    missing = [b for b in bands if b not in data.get("bands", bands)]
+    if missing:
+        raise ConfigError(f"{key} {missing} are not in the data (data.bands={data['bands']})")
+    return bands
+
+
+def _model_params(
+    name: str, own: Any, data: dict[str, Any], frames: int, step: int, stored: int
+) -> dict[str, Any]:
+    """``model_params.<name>``, its input overrides (``frames``, ``step``, ``bands``) checked.
+
+    Args:
+        name: The model.
+        own: Its parameters from the configuration.
+        data: The ``data`` configuration (its bands).
+        frames: The global ``frames``, for an override of ``step`` alone.
+        step: The global ``step``, for an override of ``frames`` alone.
+        stored: The stored frames per sample (``data.frames``).
+
+    Raises:
+        ConfigError: Not a mapping, or an override that is out of range, reaches further back
+            than the stored frames or selects bands the data lacks (the line names the key).
+        UnknownNameError: An unknown band.
+    """
+    key = f"model_params.{name}"
+    if not isinstance(own, dict):
+        raise ConfigError(f"{key} must be a mapping of arguments, got {printable(repr(own))}")
+    params = dict(own)
+    for item in ("frames", "step"):
+        if item in params:
+            params[item] = _check_int(params[item], f"{key}.{item}", 1)
+    if "frames" in params or "step" in params:
+        _check_span(
+            params.get("frames", frames),
+            params.get("step", step),
+            stored,
+            f"{key}.{'frames' if 'frames' in params else 'step'}: ",
+        )
+    if "bands" in params:
+        params["bands"] = _check_bands(params["bands"], data, f"{key}.bands")
+    return params
 
 
 def _check_data(data: dict[str, Any]) -> None:
@@ -134,7 +217,6 @@ class RunConfig:
     progress: bool
     cache_dir: Path
     runs_dir: Path
-    leaderboard_dir: Path
     resolved: dict[str, Any]
 
     @property
@@ -142,6 +224,53 @@ class RunConfig:
         """Hash of the resolved configuration (paths and progress left out)."""
         core = {k: v for k, v in self.resolved.items() if k not in ("paths", "progress")}
         return hashlib.sha256(json.dumps(core, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def one_job(resolved: dict[str, Any]) -> dict[str, Any]:
+    """Fold a sweep job's ``model`` and ``seed`` into ``models`` and ``seeds``.
+
+    ``model=NAME`` trains that model alone (``model_params`` of the others are dropped, so one
+    sweep can carry every model's parameters); ``seed=N`` uses that seed alone.
+
+    Raises:
+        UnknownNameError: ``model`` is not a registered model.
+        ConfigError: ``seed`` is not an integer >= 0.
+    """
+    out = dict(resolved)
+    model = out.get("model")
+    if model is not None:
+        if not isinstance(model, str) or model not in MODELS:
+            raise UnknownNameError(unknown_name_message("model", str(model), MODELS.names()))
+        out["models"] = [model]
+        params = out.get("model_params") or {}
+        out["model_params"] = {k: v for k, v in params.items() if k == model}
+    seed = out.get("seed")
+    if seed is not None:
+        out["seeds"] = [_check_int(seed, "seed", 0)]
+    return out
+
+
+def _split(mapping: dict[str, Any]) -> SplitSpec:
+    """The split of the ``split`` group: its packaged file, or a registered plugin split."""
+    if set(mapping) == {"name"}:  # a plugin split registered in code (register_split_options)
+        spec: SplitSpec = SPLITS.get(str(mapping["name"]))
+        return spec
+    return SplitSpec.from_mapping(mapping)
+
+
+def register_split_options() -> None:
+    """Make every split of the ``SPLITS`` registry selectable as ``split=NAME``.
+
+    Packaged splits are files of the ``split`` group; a plugin's split (registered in code or
+    through the ``qpebench.splits`` entry point) gets a group option holding its name, which
+    :func:`run_config` resolves through the registry.
+    """
+    load_builtins()
+    store = ConfigStore.instance()
+    packaged = set(group_options("split"))
+    for name in SPLITS.names():
+        if name not in packaged:
+            store.store(group="split", name=name, node={"name": name})
 
 
 def run_config(cfg: DictConfig) -> RunConfig:
@@ -161,6 +290,7 @@ def run_config(cfg: DictConfig) -> RunConfig:
         resolved: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
     except OmegaConfBaseException as exc:
         raise ConfigError(f"cannot resolve the configuration: {exc}") from None
+    resolved = one_job(resolved)
     frames = _int(cfg, "frames", 1)
     seeds = resolved.get("seeds")
     if isinstance(seeds, int) and not isinstance(seeds, bool):
@@ -178,16 +308,9 @@ def run_config(cfg: DictConfig) -> RunConfig:
     data = dict(resolved["data"])
     step = _int(cfg, "step", 1)
     stored_frames = _int(cfg, "data.frames", 1)
-    if step * (frames - 1) + 1 > stored_frames:
-        raise ConfigError(
-            f"frames={frames} with step={step} span {step * (frames - 1) + 1} stored frames; "
-            f"the data holds {stored_frames}"
-        )
+    _check_span(frames, step, stored_frames)
     param_budget = None if cfg.get("param_budget") is None else _int(cfg, "param_budget", 1)
-    bands = validate_bands(list(resolved["bands"]))
-    missing = [b for b in bands if b not in data.get("bands", bands)]
-    if missing:
-        raise ConfigError(f"bands {missing} are not in the data (data.bands={data['bands']})")
+    bands = _check_bands(resolved["bands"], data, "bands")
     models = resolved["models"]
     if isinstance(models, str):
         models = [models]
@@ -200,12 +323,13 @@ def run_config(cfg: DictConfig) -> RunConfig:
             raise UnknownNameError(unknown_name_message("model", str(entry), MODELS.names()))
         expanded += [check_name(n, "model name") for n in names if n not in expanded]
     models = expanded
-    params = resolved.get("model_params") or {}
-    for name in params:
+    model_params: dict[str, dict[str, Any]] = {}
+    for name, own in (resolved.get("model_params") or {}).items():
         if name not in models:
             raise ConfigError(
                 f"model_params.{name}: " + unknown_name_message("model in models", name, models)
             )
+        model_params[str(name)] = _model_params(name, own, data, frames, step, stored_frames)
     train_cfg = dict(resolved["train"])
     unknown = sorted(set(train_cfg) - set(TrainSettings.__dataclass_fields__))
     if unknown:
@@ -220,10 +344,10 @@ def run_config(cfg: DictConfig) -> RunConfig:
     paths = resolved["paths"]
     return RunConfig(
         data=data,
-        split=SplitSpec.from_mapping(dict(resolved["split"])),
+        split=_split(dict(resolved["split"])),
         train=train,
         models=tuple(str(m) for m in models),
-        model_params={str(k): dict(v) for k, v in params.items()},
+        model_params=model_params,
         frames=frames,
         step=step,
         param_budget=param_budget,
@@ -233,6 +357,5 @@ def run_config(cfg: DictConfig) -> RunConfig:
         progress=progress,
         cache_dir=_folder(paths, "cache"),
         runs_dir=_folder(paths, "runs"),
-        leaderboard_dir=_folder(paths, "leaderboard"),
         resolved=resolved,
     )

@@ -18,6 +18,12 @@ are linear. The percentile interval of the replicates is the confidence interval
 set of fewer than ``min_days`` days). Paired tests
 draw the **same** days for both models (:func:`bootstrap_weights` is seeded by the run seed and
 the test-set name) and report the share of replicates in which model A is not better than B.
+
+**Over seeds.** The per-day states (:class:`DayStates`) are saved beside each record
+(:mod:`qpebench.states`), so comparisons are recomputed at render time: for one shared seed the
+paired test above, for several the seed × day bootstrap (:func:`seed_draws`,
+:func:`shared_day_weights`, :func:`seed_day_replicates`): seeds drawn with replacement and one
+day draw shared by every drawn seed, the score being the mean over the drawn seeds.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from qpebench.distributed import all_gather, current_world
 from qpebench.errors import ConfigError
 from qpebench.metrics import Accumulator, FSSAccumulator, metric_set
 from qpebench.models import RainModel
@@ -255,6 +262,45 @@ class StateLayout:
         return out
 
 
+@dataclass(frozen=True, eq=False)
+class DayStates:
+    """One model's metric states on one test set, one row per bootstrap block (local solar day).
+
+    These are the sufficient statistics of every score, interval and paired test of the set:
+    the pooled state is the sum of the rows, a bootstrap replicate a count-weighted sum.
+
+    Attributes:
+        layout: Where each metric family's state sits in a row.
+        days: The days (``YYYY-MM-DD``), increasing.
+        states: ``(len(days), layout.size)``: row ``i`` is the sum of day ``i``'s sample states.
+    """
+
+    layout: StateLayout
+    days: tuple[str, ...]
+    states: npt.NDArray[np.float64]
+
+    def state(self) -> npt.NDArray[np.float64]:
+        """The pooled state (sum over days)."""
+        pooled: npt.NDArray[np.float64] = self.states.sum(axis=0)
+        return pooled
+
+    def scores(self) -> dict[str, float]:
+        """Pooled scores over the whole set."""
+        return self.layout.scores(self.state())
+
+    def replicates(
+        self, weights: npt.NDArray[np.float64], metrics: Sequence[str]
+    ) -> dict[str, npt.NDArray[np.float64]]:
+        """Each metric on each bootstrap replicate (rows of ``weights``, one column per day)."""
+        resampled = weights @ self.states
+        out = {m: np.full(weights.shape[0], math.nan) for m in metrics}
+        for b in range(weights.shape[0]):
+            scores = self.layout.scores(resampled[b])
+            for m in metrics:
+                out[m][b] = scores.get(m, math.nan)
+        return out
+
+
 @dataclass
 class SetEvaluation:
     """The accumulated states of one model on one test set."""
@@ -265,15 +311,14 @@ class SetEvaluation:
     stratum_samples: dict[str, dict[str, int]]
     n_samples: int
 
-    def day_states(self) -> tuple[list[str], npt.NDArray[np.float64]]:
-        """Days in order and their states ``(D, K)``."""
+    def day_states(self) -> DayStates:
+        """The day tables in day order, as :class:`DayStates`."""
         names = sorted(self.days)
-        return names, np.stack([self.days[d] for d in names])
+        return DayStates(self.layout, tuple(names), np.stack([self.days[d] for d in names]))
 
     def state(self) -> npt.NDArray[np.float64]:
         """The pooled state (sum over days)."""
-        pooled: npt.NDArray[np.float64] = self.day_states()[1].sum(axis=0)
-        return pooled
+        return self.day_states().state()
 
     def scores(self) -> dict[str, float]:
         """Pooled scores over the whole set."""
@@ -296,25 +341,56 @@ class SetEvaluation:
                 out[name][value] = {**scores, **({"n_samples": count} if count else {})}
         return out
 
-    def replicates(
-        self, weights: npt.NDArray[np.float64], metrics: Sequence[str]
-    ) -> dict[str, npt.NDArray[np.float64]]:
-        """Each metric on each bootstrap replicate (rows of ``weights``, one column per day)."""
-        _, states = self.day_states()
-        resampled = weights @ states
-        out = {m: np.full(weights.shape[0], math.nan) for m in metrics}
-        for b in range(weights.shape[0]):
-            scores = self.layout.scores(resampled[b])
-            for m in metrics:
-                out[m][b] = scores.get(m, math.nan)
-        return out
-
 
 def bootstrap_weights(n_days: int, replicates: int, seed: int, test_set: str) -> npt.NDArray[Any]:
     """Day counts ``(replicates, n_days)`` of a day-block bootstrap, the same for every model."""
     rng = np.random.default_rng([seed, zlib.crc32(test_set.encode())])
     out: npt.NDArray[Any] = rng.multinomial(n_days, np.full(n_days, 1.0 / n_days), replicates)
     return out.astype(np.float64)
+
+
+#: Entropy word of the seed × day bootstrap's draws (apart from every run seed's day draws).
+SEED_DAY_STREAM = zlib.crc32(b"qpebench seed-day bootstrap")
+
+
+def shared_day_weights(n_days: int, replicates: int, test_set: str) -> npt.NDArray[np.float64]:
+    """Day counts ``(replicates, n_days)`` of the seed × day bootstrap.
+
+    One day draw per replicate, used for every drawn seed of every model: all seeds are scored
+    on the same test days, so a day that is hard for one seed is hard for the others, and the
+    draw must keep that (docs/evaluation.md).
+    """
+    rng = np.random.default_rng([SEED_DAY_STREAM, zlib.crc32(test_set.encode())])
+    out: npt.NDArray[Any] = rng.multinomial(n_days, np.full(n_days, 1.0 / n_days), replicates)
+    return out.astype(np.float64)
+
+
+def seed_draws(n_seeds: int, replicates: int, test_set: str) -> npt.NDArray[np.intp]:
+    """Seed positions ``(replicates, n_seeds)`` drawn with replacement, the same for every pair."""
+    rng = np.random.default_rng([SEED_DAY_STREAM, zlib.crc32(test_set.encode()), n_seeds])
+    out: npt.NDArray[np.intp] = rng.integers(0, n_seeds, size=(replicates, n_seeds))
+    return out
+
+
+def seed_day_replicates(
+    per_seed: Sequence[Mapping[str, npt.NDArray[np.float64]]], draws: npt.NDArray[np.intp]
+) -> dict[str, npt.NDArray[np.float64]]:
+    """Replicates of the mean over seeds: for each replicate, the mean over its drawn seeds.
+
+    Args:
+        per_seed: Each seed's replicates on :func:`shared_day_weights` (metric → ``(B,)``).
+        draws: :func:`seed_draws` for ``len(per_seed)`` seeds and ``B`` replicates.
+
+    Returns:
+        Metric → ``(B,)``, for the metrics every seed has; NaN where a drawn seed's score is
+        undefined on that replicate.
+    """
+    common = [m for m in per_seed[0] if all(m in reps for reps in per_seed)]
+    out = {}
+    for m in common:
+        table = np.stack([reps[m] for reps in per_seed], axis=1)  # (B, n_seeds)
+        out[m] = np.take_along_axis(table, draws, axis=1).mean(axis=1)
+    return out
 
 
 def percentile_interval(values: npt.NDArray[np.float64], level: float) -> list[float] | None:
@@ -472,9 +548,62 @@ def evaluate_set(
     )
 
 
+def merge_evaluations(parts: Sequence[SetEvaluation]) -> SetEvaluation:
+    """The evaluation of the union of disjoint sample sets: states are linear, so their sum.
+
+    Equals one pass over all the samples (up to the order of float additions).
+    """
+    layout = parts[0].layout
+    days: dict[str, npt.NDArray[np.float64]] = {}
+    strata: dict[str, dict[str, npt.NDArray[np.float64]]] = {}
+    counts: dict[str, dict[str, int]] = {}
+    for part in parts:
+        for day, state in part.days.items():
+            days[day] = days[day] + state if day in days else state.copy()
+        for name, tables in part.strata.items():
+            into = strata.setdefault(name, {})
+            for value, state in tables.items():
+                into[value] = into[value] + state if value in into else state.copy()
+        for name, table in part.stratum_samples.items():
+            into_counts = counts.setdefault(name, {})
+            for value, n in table.items():
+                into_counts[value] = into_counts.get(value, 0) + n
+    return SetEvaluation(
+        layout=layout,
+        days=days,
+        strata=strata,
+        stratum_samples=counts,
+        n_samples=sum(p.n_samples for p in parts),
+    )
+
+
+def evaluate_sharded(
+    model: RainModel,
+    store: SampleStore,
+    indices: npt.NDArray[np.int64],
+    settings: EvalSettings,
+) -> SetEvaluation:
+    """:func:`evaluate_set`, each process of a distributed job taking every N-th sample.
+
+    The processes' states are gathered and merged (:func:`merge_evaluations`), so every
+    process holds the evaluation of the whole set; in one process, :func:`evaluate_set`.
+    """
+    world = current_world()
+    if world.size == 1:
+        return evaluate_set(model, store, indices, settings)
+    part = evaluate_set(model, store, indices[world.rank :: world.size], settings)
+    gathered = all_gather((part.days, part.strata, part.stratum_samples, part.n_samples))
+    return merge_evaluations([SetEvaluation(part.layout, d, s, c, n) for d, s, c, n in gathered])
+
+
 @dataclass
 class ModelEvaluation:
-    """What a model's record needs from its evaluation on every test set."""
+    """What a model's record and state file need from its evaluation on every test set.
+
+    ``replicates`` holds the bootstrap replicates of the interval and paired metrics (none for a
+    set of fewer than ``min_days`` days); ``day_states`` the per-day states of every set, from
+    which every comparison is recomputed at render time (:mod:`qpebench.states`).
+    """
 
     metrics: dict[str, dict[str, float]]
     intervals: dict[str, dict[str, list[float] | None]]
@@ -482,6 +611,7 @@ class ModelEvaluation:
     curves: dict[str, dict[str, Any]]
     examples: dict[str, dict[str, Any]]
     replicates: dict[str, dict[str, npt.NDArray[np.float64]]]
+    day_states: dict[str, DayStates]
 
 
 def evaluate_model(
@@ -492,11 +622,13 @@ def evaluate_model(
     seed: int,
 ) -> ModelEvaluation:
     """Evaluate ``model`` on every test set: scores, intervals, strata, curves, one example."""
-    result = ModelEvaluation({}, {}, {}, {}, {}, {})
+    result = ModelEvaluation({}, {}, {}, {}, {}, {}, {})
     wanted = list(dict.fromkeys([*settings.ci_metrics, *settings.paired_metrics]))
     for name, idx in test_sets.items():
-        ev = evaluate_set(model, store, idx, settings)
-        scores = ev.scores()
+        ev = evaluate_sharded(model, store, idx, settings)
+        table = ev.day_states()
+        result.day_states[name] = table
+        scores = table.scores()
         result.metrics[name] = scores
         result.strata[name] = ev.stratum_scores()
         result.curves[name] = ev.curves()
@@ -506,7 +638,7 @@ def evaluate_model(
             result.intervals[name] = dict.fromkeys(m for m in settings.ci_metrics if m in scores)
         elif settings.bootstrap:
             weights = bootstrap_weights(len(ev.days), settings.bootstrap, seed, name)
-            reps = ev.replicates(weights, metrics)
+            reps = table.replicates(weights, metrics)
             result.replicates[name] = reps
             result.intervals[name] = {
                 m: percentile_interval(reps[m], settings.ci_level)

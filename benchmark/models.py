@@ -133,8 +133,22 @@ class RainModel(ABC):
     card: ModelCard
     config: dict[str, Any]
 
-    def fit(self, data: TrainData, *, seed: int, progress: bool = True) -> dict[str, Any]:
+    def fit(
+        self,
+        data: TrainData,
+        *,
+        seed: int,
+        progress: bool = True,
+        checkpoint_dir: Path | None = None,
+    ) -> dict[str, Any]:
         """Learn from ``data.train`` (and select on ``data.val``); fixed models do nothing.
+
+        Args:
+            data: The training and validation sets.
+            seed: The training seed.
+            progress: Show progress.
+            checkpoint_dir: Where a model that trains long keeps its checkpoint, so that the
+                same fit run again resumes (torch models; the others fit in one go).
 
         Returns:
             A training log (losses, epochs, time) recorded in the result.

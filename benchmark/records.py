@@ -1,11 +1,13 @@
-"""Result records: one JSON file per (run, model), schema-versioned, validated on write and load.
+"""Result records: one JSON file per (model, seed, configuration), schema-versioned, validated.
 
 A record carries the metrics of every test set (pooled, per stratum, with day-block bootstrap
-intervals, paired comparisons with the other models of its run, curves and one example map), the
-model card, the full configuration, the dataset version, the seed, and the provenance (code version
-and commit with a dirty flag, package versions, hardware, runtime). Records are written atomically
-and never overwritten. Version 1 records (no strata, intervals, curves, examples, comparisons)
-still load.
+intervals, curves and one example map), the model card, the full configuration, the dataset
+version, the seed, the provenance (code version and commit with a dirty flag, package versions,
+hardware and numeric libraries, precision, runtime) and a reference to its per-day metric states
+(``states``: file name beside the record, SHA-256 and size; :mod:`qpebench.states`), from which
+the leaderboard computes every model comparison. Records are written atomically and never
+overwritten. Version 2 records (comparisons stored in ``paired``, no states) and version 1
+records (no strata, intervals, curves, examples, comparisons) still load.
 
 A record may come from anyone (``leaderboard validate`` reads submitted ones), so loading bounds
 what it may cost: the file's size (:data:`MAX_RECORD_BYTES`) before JSON parsing, every curve's
@@ -22,6 +24,7 @@ import json
 import math
 import os
 import platform
+import re
 import subprocess
 import zlib
 from datetime import UTC, datetime
@@ -39,8 +42,8 @@ from qpebench.limits import check_declared, decompress_bounded, human
 from qpebench.names import check_name
 
 SCHEMA = "qpebench-result"
-SCHEMA_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+SCHEMA_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 REQUIRED: dict[str, type | tuple[type, ...]] = {
     "schema": str,
     "schema_version": int,
@@ -63,8 +66,10 @@ REQUIRED_V2: dict[str, type | tuple[type, ...]] = {
     "strata": dict,
     "curves": dict,
     "examples": dict,
-    "paired": dict,
 }
+#: Required in version 2 only: from version 3 on, comparisons are computed at render time from
+#: the day states (``states``), and a record carries ``paired`` or ``states`` (or both).
+OPTIONAL_V3: dict[str, type | tuple[type, ...]] = {"paired": dict, "states": dict}
 #: What the dirty flag of a record looks at (git pathspecs, from the repository root).
 CODE_PATHS = (
     ":/benchmark",
@@ -96,6 +101,11 @@ MAX_RECORD_BYTES = 16 * 1024**2
 MAX_CURVE_POINTS = 10_000
 #: Most cells of one encoded field (an example map; 2048 × 2048).
 MAX_FIELD_CELLS = 2048 * 2048
+#: Largest state file a record may refer to (a few MB: days × state length × 8 bytes per set).
+MAX_STATES_BYTES = 64 * 1024**2
+#: Keys of a record's ``states`` reference.
+STATES_KEYS = ("bytes", "file", "sha256")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 #: The only prefix a test-set name may have; the part after it must be a safe name.
 OOD_PREFIX = "ood_test/"
 
@@ -193,9 +203,24 @@ def _check_curves(source: str, test_set: str, curves: dict[str, Any]) -> None:
                 raise RecordError(f"{source}: {where}: one value per bin expected")
 
 
+def _check_states_ref(source: str, ref: dict[str, Any]) -> None:
+    """Check the ``states`` reference: a safe file name beside the record, SHA-256, size."""
+    if sorted(ref) != list(STATES_KEYS):
+        raise RecordError(f"{source}: states must hold {list(STATES_KEYS)}, got {sorted(ref)}")
+    check_name(ref["file"], f"{source}: states file", error=RecordError)
+    if not isinstance(ref["sha256"], str) or _SHA256.fullmatch(ref["sha256"]) is None:
+        raise RecordError(f"{source}: states['sha256'] must be 64 lowercase hex digits")
+    size = ref["bytes"]
+    if not (isinstance(size, int) and not isinstance(size, bool) and 0 < size <= MAX_STATES_BYTES):
+        raise RecordError(
+            f"{source}: states['bytes'] = {size!r}; a state file has 1 to "
+            f"{MAX_STATES_BYTES:,} bytes"
+        )
+
+
 def _check_v2(record: dict[str, Any], source: str) -> None:
     test_sets = set(record["metrics"])
-    for key in REQUIRED_V2:
+    for key in [*REQUIRED_V2, *(["paired"] if "paired" in record else [])]:
         extra = set(record[key]) - test_sets
         if extra:
             raise RecordError(f"{source}: {key} names test sets {sorted(extra)} without metrics")
@@ -219,7 +244,7 @@ def _check_v2(record: dict[str, Any], source: str) -> None:
         example = _mapping(source, f"examples[{test_set!r}]", example)
         for key in ("ir108", "truth", "pred"):
             decode_field(example.get(key), f"{source}: examples[{test_set!r}][{key!r}]")
-    for test_set, others in record["paired"].items():
+    for test_set, others in record.get("paired", {}).items():
         for other, by_metric in _mapping(source, f"paired[{test_set!r}]", others).items():
             where = f"paired[{test_set!r}][{other!r}]"
             for metric, test in _mapping(source, where, by_metric).items():
@@ -230,7 +255,10 @@ def _check_v2(record: dict[str, Any], source: str) -> None:
                     and _number(p_value)
                     and 0 < float(p_value or 0) <= 1
                     and (diff is None or _number(diff))
-                    and (ci is None or (isinstance(ci, list) and len(ci) == 2))
+                    and (
+                        ci is None
+                        or (isinstance(ci, list) and len(ci) == 2 and all(map(_number, ci)))
+                    )
                 )
                 if not ok:
                     raise RecordError(
@@ -253,11 +281,26 @@ def validate_record(record: dict[str, Any], source: str = "record") -> dict[str,
             f"{source}: schema version {version!r}, expected one of {list(READABLE_VERSIONS)}"
         )
     required = {**REQUIRED, **(REQUIRED_V2 if version >= 2 else {})}
+    if version == 2:
+        required["paired"] = dict
     for key, kind in required.items():
         if key not in record:
             raise RecordError(f"{source}: missing key {key!r}")
         if not isinstance(record[key], kind):
             raise RecordError(f"{source}: {key!r} must be {kind}, got {type(record[key]).__name__}")
+    if version >= 3:
+        if not set(OPTIONAL_V3) & set(record):
+            raise RecordError(
+                f"{source}: missing key 'paired' or 'states' (a version 3 record refers to its "
+                "day states or carries its paired tests)"
+            )
+        for key, kind in OPTIONAL_V3.items():
+            if key in record and not isinstance(record[key], kind):
+                raise RecordError(
+                    f"{source}: {key!r} must be {kind}, got {type(record[key]).__name__}"
+                )
+        if "states" in record:
+            _check_states_ref(source, record["states"])
     for test_set, scores in record["metrics"].items():
         _check_scores(source, f"metrics[{test_set!r}]", scores)
     _check_nested(record, source, NESTED)
@@ -403,8 +446,54 @@ def _git(*args: str) -> str | None:
     return out.stdout.strip()
 
 
-def provenance(device: str) -> dict[str, Any]:
-    """Code version, commit and dirty flag, package versions, hardware and platform."""
+def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else :func:`platform.processor`."""
+    try:
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and value.strip():
+                return value.strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+#: The oneDNN (MKL-DNN) version in ``torch.__config__.show()``.
+_ONEDNN = re.compile(r"(?:MKL-DNN|oneDNN) v(\d+(?:\.\d+)*)")
+
+
+def numeric_environment(device: str) -> dict[str, Any]:
+    """What makes the same code give other digits elsewhere: kernels, threads and libraries.
+
+    Torch's CPU kernel set (``torch.backends.cpu.get_cpu_capability()``: AVX2, AVX512 …), its
+    intra-op thread count, the oneDNN version it was built with, and for a CUDA device the GPU
+    model and the cuDNN version (``None`` where there is none).
+    """
+    import torch
+
+    found = _ONEDNN.search(torch.__config__.show())
+    out: dict[str, Any] = {
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "torch_threads": torch.get_num_threads(),
+        "onednn": found.group(1) if found and torch.backends.mkldnn.is_available() else None,
+    }
+    if device.startswith("cuda"):
+        out["gpu"] = torch.cuda.get_device_name(torch.device(device))
+        cudnn = torch.backends.cudnn
+        out["cudnn"] = cudnn.version() if cudnn.is_available() else None
+    return out
+
+
+def provenance(device: str, precision: str = "fp32") -> dict[str, Any]:
+    """Code version, commit and dirty flag, package versions, hardware, platform and precision.
+
+    ``hardware`` holds what explains a difference between machines: the CPU model, torch's CPU
+    kernel set and thread count, oneDNN, the GPU and cuDNN (:func:`numeric_environment`).
+
+    Args:
+        device: The torch device the model was trained on (``cpu``, ``cuda:0`` …).
+        precision: The training precision (``fp32``, ``bf16`` …).
+    """
     packages: dict[str, str | None] = {}
     for name in PACKAGES:
         try:
@@ -418,13 +507,11 @@ def provenance(device: str) -> dict[str, Any]:
     hardware: dict[str, Any] = {
         "machine": platform.machine(),
         "processor": platform.processor(),
+        "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "device": device,
+        **numeric_environment(device),
     }
-    if device.startswith("cuda"):
-        import torch
-
-        hardware["gpu"] = torch.cuda.get_device_name(0)
     return {
         "code_version": __version__,
         "commit": commit,
@@ -433,6 +520,7 @@ def provenance(device: str) -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "hardware": hardware,
+        "precision": precision,
     }
 
 

@@ -43,6 +43,7 @@ from qpebench.errors import (
     UnknownNameError,
     unknown_name_message,
 )
+from qpebench.locks import holds_lock
 from qpebench.names import check_name
 from qpebench.sample import IR_UNITS, RAIN_UNITS, Sample, validate_sample
 
@@ -176,6 +177,11 @@ def _metadata_csv(frame: pd.DataFrame) -> bytes:
 class SampleStoreWriter:
     """Write a store shard by shard; resumable and atomic.
 
+    The temporary files of a killed build are deleted only while this thread holds the
+    store's lock (:func:`qpebench.locks.holds_lock`), because without it they may be another
+    live writer's. :func:`qpebench.runner.prepare_store` holds the lock for the whole build; a
+    caller that writes a store other jobs may write too should hold it as well.
+
     Args:
         root: Store directory.
         spec: What the store holds. If a progress file with the same spec exists, finished
@@ -192,8 +198,9 @@ class SampleStoreWriter:
         if (self.root / MANIFEST).exists():
             raise StoreError(f"{self.root}: a finished sample store is already there")
         self.root.mkdir(parents=True, exist_ok=True)
-        for leftover in self.root.glob(".*.tmp"):  # temp files of a build that was killed
-            leftover.unlink()
+        if holds_lock(self.root):  # no other job's writer is at work here
+            for leftover in self.root.glob(".*.tmp"):  # temp files of a build that was killed
+                leftover.unlink()
         self._progress: dict[str, Any] = {"spec": spec.to_json(), "shards": {}}
         progress_path = self.root / PROGRESS
         if progress_path.exists():
@@ -376,6 +383,18 @@ _SHARD_KEYS: dict[str, type] = {
 }
 
 
+def _file_identity(path: Path) -> tuple[int, ...] | None:
+    """Device, inode, size and modification time of ``path`` (``None`` if it is gone).
+
+    An atomic rewrite changes the inode, so a replaced file never keeps its identity.
+    """
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
 def _load_manifest(path: Path) -> dict[str, Any]:
     """The manifest as a JSON object, its size bounded before parsing.
 
@@ -437,6 +456,10 @@ def _read_rows(
     return a, b, c, d
 
 
+#: libhdf5 chunk cache of each open shard dataset, in bytes (see ``SampleStore``).
+SHARD_CHUNK_CACHE = 1024**2
+
+
 class SampleStore:
     """Random-access reader of a finished store.
 
@@ -457,6 +480,8 @@ class SampleStore:
                 else ""
             )
             raise StoreError(f"{self.root}: not a finished sample store, no {MANIFEST}{hint}")
+        # taken before reading: a manifest replaced in between is caught, never missed
+        self._manifest_id = _file_identity(manifest_path)
         self.manifest: dict[str, Any] = _load_manifest(manifest_path)
         if self.manifest.get("format") != FORMAT:
             raise StoreError(f"{manifest_path}: not a {FORMAT} manifest")
@@ -524,18 +549,33 @@ class SampleStore:
         return len(self.metadata)
 
     def _shard_arrays(self, shard: int) -> tuple[h5py.Dataset, ...]:
-        """The open ``ir, rain, valid, time`` datasets of a shard (one handle per process)."""
+        """The open ``ir, rain, valid, time`` datasets of a shard (one handle per process).
+
+        Raises:
+            StoreError: The shard cannot be opened, or the store was rebuilt or removed since
+                it was opened (a shard of the new store would not match the metadata read).
+        """
         if os.getpid() != self._pid:  # forked into a data-loader worker: reopen
             self._files, self._datasets = {}, {}
             self._pid = os.getpid()
         if shard not in self._datasets:
             path = self.root / self.manifest["shards"][shard]["file"]
             try:
-                f = h5py.File(path, "r")
+                # one chunk per sample, read once per epoch: libhdf5's default chunk cache
+                # (8 MiB per open dataset) would only grow the memory with the shard count
+                f = h5py.File(path, "r", rdcc_nbytes=SHARD_CHUNK_CACHE)
                 self._datasets[shard] = tuple(f[name] for name in _ARRAYS)
             except (OSError, KeyError) as exc:
                 raise StoreError(f"{path}: shard is corrupt or not HDF5 ({exc})") from None
             self._files[shard] = f
+            # A rebuild deletes the old manifest before it writes any shard: while the manifest
+            # is the one read, the shard just opened belongs to it.
+            if _file_identity(self.root / MANIFEST) != self._manifest_id:
+                self.close()
+                raise StoreError(
+                    f"{self.root}: the store was rebuilt or removed while open (by "
+                    "`qpebench prepare --rebuild`?); open it again"
+                )
         return self._datasets[shard]
 
     def band_indices(self, bands: Sequence[str] | None) -> list[int]:
@@ -703,7 +743,11 @@ class SampleStore:
         """
         for shard in self.manifest["shards"]:
             path = self.root / shard["file"]
-            if sha256_file(path) != shard["sha256"]:
+            try:
+                digest = sha256_file(path)
+            except OSError as exc:
+                raise StoreError(f"{path}: cannot read the shard ({exc.strerror})") from None
+            if digest != shard["sha256"]:
                 raise StoreError(f"{path}: checksum differs from the manifest (corrupt shard)")
 
     def close(self) -> None:

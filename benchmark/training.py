@@ -8,103 +8,30 @@ built as cumulative sums of softplus increments (non-negative and never crossing
 for rain's skewed distribution: a rate-weighted mean squared error in log1p space
 (:func:`rain_loss`: the log keeps light rain in play, the weights keep heavy rain), binary
 cross-entropy for the probability, and the pinball loss for the quantiles (taken in log1p space,
-which is equivalent for quantiles because log1p is monotone). The model fits the input
-normalisation on the training set, keeps the weights of the epoch with the lowest validation
-loss, and saves only tensors.
+which is equivalent for quantiles because log1p is monotone). Each loss is a sum over pixels
+(:meth:`OutputSpec.loss_sums`) divided by a normaliser that depends on the data only
+(:meth:`OutputSpec.normalisers`). The loop lives in :class:`qpebench.trainer.Trainer`; the model
+keeps its network, the input normalisation fitted on the training set, its outputs and its state,
+and saves only tensors.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
-import math
-import os
-import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
-from tqdm.auto import tqdm
 
 from qpebench.errors import ConfigError, NotFittedError
 from qpebench.models import F32, ModelCard, RainModel, TrainData, check_input
-from qpebench.torchdata import StoreDataset
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    """Optimisation settings of a torch model (the ``train`` config group)."""
-
-    epochs: int = 10
-    batch_size: int = 16
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    patience: int = 4
-    device: str = "auto"
-    deterministic: bool = True
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.deterministic, bool):
-            raise ConfigError(
-                f"train.deterministic must be true or false, got {self.deterministic!r}"
-            )
-        for key in ("epochs", "batch_size", "patience"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ConfigError(f"train.{key} must be an integer, got {value!r}")
-            if value < 1:
-                raise ConfigError(f"train.{key} must be at least 1, got {value}")
-        for key in ("lr", "weight_decay"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ConfigError(f"train.{key} must be a number, got {value!r}")
-        if not self.lr > 0:
-            raise ConfigError(f"train.lr must be positive, got {self.lr}")
-        if self.weight_decay < 0:
-            raise ConfigError(f"train.weight_decay must be >= 0, got {self.weight_decay}")
-        resolve_device(self.device)
-
-
-def train_settings(value: TrainSettings | Mapping[str, Any] | None) -> TrainSettings:
-    """``value`` as :class:`TrainSettings` (a mapping, as saved in a model file, is converted).
-
-    Raises:
-        ConfigError: A mapping with keys that are not settings.
-    """
-    if value is None:
-        return TrainSettings()
-    if isinstance(value, TrainSettings):
-        return value
-    unknown = sorted(set(value) - {f.name for f in dataclasses.fields(TrainSettings)})
-    if unknown:
-        raise ConfigError(f"train: unknown settings {unknown}")
-    return TrainSettings(**value)
-
-
-def resolve_device(name: str) -> torch.device:
-    """``"auto"`` → CUDA when available, else CPU; anything else as given.
-
-    Raises:
-        ConfigError: Not a torch device name, or CUDA asked for where there is none.
-    """
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError):
-        raise ConfigError(
-            f"train.device: {name!r} is not a device; use auto, cpu, cuda or cuda:N"
-        ) from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"train.device={name!r} but CUDA is not available here; use auto")
-    return device
+from qpebench.trainer import Trainer, TrainSettings, resolve_device
 
 
 def count_flops(net: nn.Module, frames: int, bands: int, size: int = 64) -> int:
@@ -123,6 +50,11 @@ def count_flops(net: nn.Module, frames: int, bands: int, size: int = 64) -> int:
 MAX_RAIN_WEIGHT = 20.0
 
 
+def rain_weights(rain: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Pixel weights of :func:`rain_loss`: ``min(1 + rain, 20)`` where valid, else 0."""
+    return (1.0 + rain).clamp_max(MAX_RAIN_WEIGHT) * valid
+
+
 def rain_loss(z: torch.Tensor, rain: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """Rate-weighted mean squared error between ``z`` and ``log1p(rain)`` over valid pixels.
 
@@ -130,9 +62,13 @@ def rain_loss(z: torch.Tensor, rain: torch.Tensor, valid: torch.Tensor) -> torch
     ``min(1 + rain, 20)`` so that the rare heavy rates are not smoothed away (an unweighted
     log-space loss never predicts above ~5 mm/h where the position of a core is uncertain).
     """
-    weight = (1.0 + rain).clamp_max(MAX_RAIN_WEIGHT) * valid
-    err = (z - torch.log1p(rain)) ** 2
-    return (err * weight).sum() / weight.sum().clamp_min(1e-6)
+    weight = rain_weights(rain, valid)
+    return rain_loss_sum(z, rain, weight) / weight.sum().clamp_min(1e-6)
+
+
+def rain_loss_sum(z: torch.Tensor, rain: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """The weighted sum of squared log1p errors (the numerator of :func:`rain_loss`)."""
+    return ((z.float() - torch.log1p(rain)) ** 2 * weight).sum()
 
 
 @dataclass(frozen=True)
@@ -188,39 +124,50 @@ class OutputSpec:
             out["zq"] = F.softplus(raw[:, first:]).cumsum(dim=1)
         return out
 
+    def normalisers(self, rain: torch.Tensor, valid: torch.Tensor) -> dict[str, torch.Tensor]:
+        """What each loss term's sum is divided by: the rain weights' sum, the valid pixels.
+
+        They depend on the data only, so a trainer can add them up over micro-batches and
+        processes before dividing (:mod:`qpebench.trainer`).
+        """
+        out = {"rate": rain_weights(rain, valid).sum()}
+        count = valid.sum().to(rain.dtype)
+        if self.probability:
+            out["probability"] = count
+        if self.quantiles:
+            out["quantiles"] = count
+        return out
+
+    def loss_sums(
+        self, out: Mapping[str, torch.Tensor], rain: torch.Tensor, valid: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """Each loss term summed over the valid pixels (see the module docstring)."""
+        mask = valid.to(rain.dtype)
+        sums = {"rate": rain_loss_sum(out["z"], rain, rain_weights(rain, valid))}
+        if self.probability:
+            target = (rain >= self.rain_threshold).to(rain.dtype)
+            logit = out["logit"].float()
+            bce = F.binary_cross_entropy_with_logits(logit, target, reduction="none")
+            sums["probability"] = (bce * mask).sum()
+        if self.quantiles:
+            levels = torch.tensor(self.quantiles, device=rain.device, dtype=rain.dtype)
+            err = torch.log1p(rain)[:, None] - out["zq"].float()
+            pinball = torch.maximum(levels[:, None, None] * err, (levels[:, None, None] - 1) * err)
+            sums["quantiles"] = (pinball.mean(dim=1) * mask).sum()
+        return sums
+
     def loss(
         self, out: Mapping[str, torch.Tensor], rain: torch.Tensor, valid: torch.Tensor
     ) -> torch.Tensor:
-        """Sum of the losses of every output over the valid pixels (see the module docstring)."""
-        total = rain_loss(out["z"], rain, valid)
-        mask = valid.to(rain.dtype)
-        n = mask.sum().clamp_min(1.0)
-        if self.probability:
-            target = (rain >= self.rain_threshold).to(rain.dtype)
-            bce = F.binary_cross_entropy_with_logits(out["logit"], target, reduction="none")
-            total = total + (bce * mask).sum() / n
-        if self.quantiles:
-            levels = torch.tensor(self.quantiles, device=rain.device, dtype=rain.dtype)
-            err = torch.log1p(rain)[:, None] - out["zq"]
-            pinball = torch.maximum(levels[:, None, None] * err, (levels[:, None, None] - 1) * err)
-            total = total + (pinball.mean(dim=1) * mask).sum() / n
+        """Sum of the losses of every output over the valid pixels of one batch."""
+        sums = self.loss_sums(out, rain, valid)
+        norms = self.normalisers(rain, valid)
+        floor = {"rate": 1e-6}
+        total: torch.Tensor = sum(
+            (sums[k] / norms[k].clamp_min(floor.get(k, 1.0)) for k in sums),
+            start=torch.zeros((), device=rain.device),
+        )
         return total
-
-
-@contextmanager
-def deterministic_kernels(enabled: bool) -> Iterator[None]:
-    """Use only deterministic torch kernels inside the block (restored after)."""
-    previous = torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark
-    if enabled:
-        # cuBLAS needs a fixed workspace for deterministic results (read when CUDA starts)
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(enabled)
-    torch.backends.cudnn.benchmark = not enabled
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(previous[0])
-        torch.backends.cudnn.benchmark = previous[1]
 
 
 class TorchRainModel(RainModel):
@@ -265,104 +212,28 @@ class TorchRainModel(RainModel):
         """Decoded outputs (``z``, ``logit``, ``zq``) of raw IR ``(N, T, C, H, W)`` in K."""
         return self.outputs.decode(self.net(self._normalise(ir)))
 
-    def _dataset(self, store: Any, indices: Any) -> StoreDataset:
-        c = self.card
-        return StoreDataset(
-            store, indices, frames=c.frames, step=c.step, bands=c.bands, preload=True
-        )
-
-    def fit(self, data: TrainData, *, seed: int, progress: bool = True) -> dict[str, Any]:
-        """Train on ``data.train``, keep the epoch with the lowest loss on ``data.val``.
+    def fit(
+        self,
+        data: TrainData,
+        *,
+        seed: int,
+        progress: bool = True,
+        checkpoint_dir: Path | None = None,
+    ) -> dict[str, Any]:
+        """Train with a :class:`~qpebench.trainer.Trainer` (see :mod:`qpebench.trainer`).
 
         With ``train.deterministic`` (the default) torch uses deterministic kernels only (on CUDA
         this also fixes cuBLAS's workspace), so the same seed gives the same weights.
 
         Raises:
-            ConfigError: The training or the validation set is empty.
+            ConfigError: An empty set, a training set smaller than one step, or a checkpoint
+                in ``checkpoint_dir`` from another configuration.
         """
-        for key, indices in (("training", data.train), ("validation", data.val)):
-            if len(indices) == 0:
-                raise ConfigError(f"{self.card.name}: the {key} set is empty")
-        with deterministic_kernels(self.settings.deterministic):
-            return self._fit(data, seed=seed, progress=progress)
-
-    def _fit(self, data: TrainData, *, seed: int, progress: bool) -> dict[str, Any]:
-        s = self.settings
-        torch.manual_seed(seed)
-        train = self._dataset(data.store, data.train)
-        val = self._dataset(data.store, data.val)
-        ir = train.preloaded()["ir"]
-        self.mean = ir.mean(dim=(0, 1, 3, 4))
-        self.std = ir.std(dim=(0, 1, 3, 4)).clamp_min(1e-3)
-        loader = DataLoader(
-            train,
-            batch_size=s.batch_size,
-            shuffle=True,
-            generator=torch.Generator().manual_seed(seed),
-            drop_last=len(train) > s.batch_size,
-        )
-        net = self.net.to(self.device)
-        opt = torch.optim.AdamW(net.parameters(), lr=s.lr, weight_decay=s.weight_decay)
-        sched = torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=s.lr, total_steps=s.epochs * len(loader), pct_start=0.2
-        )
-        best = math.inf
-        best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-        history: list[dict[str, float]] = []
-        stale = 0
-        start = time.perf_counter()
-        bar = tqdm(
-            range(s.epochs), desc=f"train {self.card.name}", unit="epoch", disable=not progress
-        )
-        for epoch in bar:
-            net.train()
-            total, batches = 0.0, 0
-            for batch in loader:
-                rain, valid = batch["rain"].to(self.device), batch["valid"].to(self.device)
-                loss = self.outputs.loss(self.forward(batch["ir"].to(self.device)), rain, valid)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                total += float(loss.detach())
-                batches += 1
-            val_loss = self._evaluate_loss(val)
-            history.append(
-                {"epoch": epoch, "train_loss": total / max(batches, 1), "val_loss": val_loss}
-            )
-            bar.set_postfix(train=f"{total / max(batches, 1):.4f}", val=f"{val_loss:.4f}")
-            if val_loss < best - 1e-6:
-                best, stale = val_loss, 0
-                best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-            else:
-                stale += 1
-                if stale >= s.patience:
-                    break
-        net.load_state_dict(best_state)
+        trainer = Trainer(self.settings, checkpoint_dir=checkpoint_dir, progress=progress)
+        self.device = trainer.device
+        log = trainer.fit(self, data, seed=seed)
         self.fitted = True
-        return {
-            "history": history,
-            "best_val_loss": best,
-            "epochs_run": len(history),
-            "train_seconds": time.perf_counter() - start,
-            "settings": asdict(s),
-            "n_train": len(train),
-            "n_val": len(val),
-        }
-
-    @torch.no_grad()
-    def _evaluate_loss(self, data: StoreDataset) -> float:
-        """Validation loss, each batch weighted by its number of valid pixels."""
-        self.net.eval()
-        total, weight = 0.0, 0.0
-        for batch in DataLoader(data, batch_size=64):
-            rain, valid = batch["rain"].to(self.device), batch["valid"].to(self.device)
-            w = float(valid.sum())
-            total += (
-                float(self.outputs.loss(self.forward(batch["ir"].to(self.device)), rain, valid)) * w
-            )
-            weight += w
-        return total / max(weight, 1.0)
+        return log
 
     @torch.no_grad()
     def predict_outputs(self, ir: F32) -> dict[str, F32]:

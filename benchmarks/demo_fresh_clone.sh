@@ -2,7 +2,8 @@
 # Time `make demo` on a fresh clone of this repository: set-up (venv + install) and the run,
 # separately, against the 10-minute budget.
 # Usage: bash benchmarks/demo_fresh_clone.sh [--publish]
-# --publish copies the run's leaderboard page into this repository's leaderboard/results/.
+# --publish renders the run's board into this repository's leaderboard/results/ (the one way
+# anything is written there). The clone's `git status` must stay clean after the demo.
 set -euo pipefail
 publish=${1:-}
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -16,8 +17,13 @@ t1=$(date +%s.%N)
 make demo >"$work/demo.log" 2>&1
 t2=$(date +%s.%N)
 grep -E "^run .* finished|fit [0-9]+ s" "$work/demo.log" || true
+dirty=$(git status --porcelain)
+if [ -n "$dirty" ]; then
+  echo "make demo modified the checkout:"; echo "$dirty"; exit 1
+fi
+echo "git status after make demo: clean"
 if [ "$publish" = "--publish" ]; then
-  cp "$work"/qpebench/leaderboard/results/*.md "$repo/leaderboard/results/"
+  .venv/bin/qpebench leaderboard publish runs --out "$repo/leaderboard/results"
 fi
 python3 - "$t0" "$t1" "$t2" <<'PY'
 import sys

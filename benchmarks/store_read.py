@@ -27,7 +27,8 @@ from qpebench.bands import DEFAULT_BANDS
 from qpebench.baselines.unet import early_fusion
 from qpebench.datasets.synthetic import build_synthetic_store
 from qpebench.torchdata import StoreDataset
-from qpebench.training import TrainSettings, rain_loss
+from qpebench.trainer import TrainSettings
+from qpebench.training import rain_loss
 
 
 def median_rate(fn, n_items: int, repeats: int) -> float:

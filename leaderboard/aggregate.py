@@ -5,8 +5,8 @@ set sizes, not its description —, model name, model configuration less any ``s
 dataset version) form one entry; every score of an entry is a
 :class:`Stat`: the mean over seeds, the sample standard deviation (``ddof=1``) and the number of
 seeds with a value. With one seed the 95 % confidence interval of the record's ``intervals``
-(schema v2) is kept instead. Nothing here computes a metric from data: every number comes from
-a record.
+(schema v2) is kept instead. Scores come from the records; the model comparisons of records
+with day states (schema v3) are computed from those states (:mod:`.comparisons`).
 """
 
 from __future__ import annotations
@@ -14,14 +14,20 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from qpebench.evaluation import DayStates
 from qpebench.records import RecordError
+
+from .comparisons import Comparison, compare_entries
+
+#: A record's day states by test set (:func:`qpebench.states.read_states`), or None without.
+RecordStates = Mapping[str, DayStates] | None
 
 #: Seeds a row needs to be reported without a mark (``leaderboard/RULES.md``).
 MIN_SEEDS = 3
@@ -111,7 +117,8 @@ class Entry:
     """The records of one model configuration on one split, one per seed (sorted by seed).
 
     ``label`` is the display name (unique within the split), ``config`` the model
-    configuration less seeds as canonical JSON.
+    configuration less seeds as canonical JSON, ``definition`` the split's definition as
+    canonical JSON, and ``states`` each record's day states (None where it has none).
     """
 
     split: str
@@ -122,7 +129,9 @@ class Entry:
     frames: int
     parameters: int
     dataset: str
+    definition: str
     records: tuple[dict[str, Any], ...]
+    states: tuple[RecordStates, ...]
 
     @property
     def seeds(self) -> tuple[int, ...]:
@@ -170,10 +179,14 @@ class Entry:
 
 @dataclass(frozen=True)
 class Board:
-    """Every entry of a set of records, and what was left out of the aggregation."""
+    """Every entry of a set of records, their comparisons from day states, and notes.
+
+    ``notes`` say what was left out of the aggregation or of the comparisons.
+    """
 
     entries: tuple[Entry, ...]
     notes: tuple[str, ...]
+    comparisons: tuple[Comparison, ...] = ()
 
     @property
     def splits(self) -> list[str]:
@@ -183,6 +196,10 @@ class Board:
     def of_split(self, split: str) -> list[Entry]:
         """The entries of ``split``."""
         return [e for e in self.entries if e.split == split]
+
+    def comparisons_of(self, split: str) -> list[Comparison]:
+        """The comparisons of ``split``'s entries."""
+        return [c for c in self.comparisons if c.split == split]
 
 
 def _key(record: dict[str, Any]) -> tuple[str, str, str, str, str]:
@@ -226,19 +243,33 @@ def unique_labels(items: Sequence[tuple[str, int, str]]) -> list[str]:
     return labels
 
 
-def group_records(records: Sequence[dict[str, Any]]) -> Board:
-    """Group ``records`` over seeds.
+def group_records(
+    records: Sequence[dict[str, Any]], states: Sequence[RecordStates] | None = None
+) -> Board:
+    """Group ``records`` over seeds, and compare the entries on their day states.
 
     Two records of one configuration with the same seed are one result run twice: the newer
     (``created``, then ``run_id``) is kept and a note names the one left out. A record whose
     model is not causal is kept off the board, and one from a dirty tree is kept and named,
     each with a note (``leaderboard/RULES.md``).
 
+    Args:
+        records: Loaded records (:func:`qpebench.records.load_record`).
+        states: Each record's day states (:func:`qpebench.states.read_states`; None for a
+            record without), in the order of ``records``; None: no record has states, and
+            only the comparisons stored in the records (``paired``) are shown.
+
     Raises:
         RecordError: No record.
+        ValueError: ``states`` is not one entry per record.
     """
     if not records:
         raise RecordError("no result record to render")
+    if states is None:
+        states = [None] * len(records)
+    if len(states) != len(records):
+        raise ValueError(f"{len(states)} state tables for {len(records)} records")
+    found = dict(zip(map(id, records), states, strict=True))  # a record object → its states
     groups: dict[tuple[str, str, str, str, str], list[dict[str, Any]]] = {}
     notes = []
     for record in records:
@@ -287,11 +318,14 @@ def group_records(records: Sequence[dict[str, Any]]) -> Board:
                 frames=int(card["frames"]),
                 parameters=int(card["parameters"]),
                 dataset=key[3],
+                definition=key[4],
                 records=tuple(members),
+                states=tuple(found[id(r)] for r in members),
             )
         )
     entries.sort(key=lambda e: (e.split, e.label))
-    return Board(tuple(entries), tuple(sorted(notes)))
+    comparisons, more = compare_entries(entries)
+    return Board(tuple(entries), tuple(sorted([*notes, *more])), tuple(comparisons))
 
 
 SCORE_COLUMNS = (

@@ -20,7 +20,17 @@ import pandas as pd
 
 from qpebench.names import printable
 
-from .aggregate import Board, Entry, Stat, group_records, ordered_sets, scores_long, set_label
+from .aggregate import (
+    Board,
+    Entry,
+    RecordStates,
+    Stat,
+    group_records,
+    ordered_sets,
+    scores_long,
+    set_label,
+)
+from .comparisons import Comparison
 from .tables import (
     DAGGER,
     SEED_NOTE,
@@ -29,6 +39,7 @@ from .tables import (
     detail_table,
     main_table,
     paired_vs_best,
+    seeds_statement,
     strata_pivot,
     stratifiers,
     transfer_matrices,
@@ -133,9 +144,9 @@ def _md_table(frame: pd.DataFrame, *, spread: bool = True) -> str:
     return "\n".join([header, rule, *body])
 
 
-def _md_split(entries: Sequence[Entry], level: int) -> list[str]:
+def _md_split(entries: Sequence[Entry], comparisons: Sequence[Comparison], level: int) -> list[str]:
     h = "#" * (level + 1)
-    lines = [_md_table(main_table(entries)), ""]
+    lines = [seeds_statement(entries), "", _md_table(main_table(entries)), ""]
     if any(e.marked for e in entries):
         lines += [SEED_NOTE, ""]
     lines += [f"{h} Detail", ""]
@@ -152,15 +163,15 @@ def _md_split(entries: Sequence[Entry], level: int) -> list[str]:
         ]
         for column in columns:
             lines += [f"{h}# {md_escape(column)}", "", _md_table(strata_pivot(entries, column)), ""]
-    paired = paired_vs_best(entries)
-    if len(paired):
+    paired = paired_vs_best(entries, comparisons)
+    if not paired.frame.empty:
         lines += [
             f"{h} Paired comparisons ({TRANSFER_METRIC.upper()})",
             "",
-            "Best model's margin over each model and the one-sided p-value of the paired "
-            "day-block bootstrap test (docs/evaluation.md); every pair is in the HTML rendering.",
+            f"The best model against each. {paired.note} Every pair and paired metric is in "
+            "the HTML rendering.",
             "",
-            _md_table(paired),
+            _md_table(paired.frame),
             "",
         ]
     return lines
@@ -202,7 +213,7 @@ def markdown(board: Board, title: str | None = None) -> str:
         if description:
             lines += [md_escape(str(description)), ""]
         lines += [split_summary(entries, md_escape), ""]
-        lines += _md_split(entries, level=1 if single else 2)
+        lines += _md_split(entries, board.comparisons_of(split), level=1 if single else 2)
     matrices, transfer_notes = transfer_matrices(board)
     if matrices:
         lines += [
@@ -220,16 +231,26 @@ def markdown(board: Board, title: str | None = None) -> str:
     return "\n".join(lines)
 
 
-def leaderboard_markdown(records: Sequence[dict[str, Any]], title: str | None = None) -> str:
+def leaderboard_markdown(
+    records: Sequence[dict[str, Any]],
+    title: str | None = None,
+    states: Sequence[RecordStates] | None = None,
+) -> str:
     """Markdown leaderboard of ``records`` (grouped over seeds).
 
-    The text depends on the records' metrics, cards, split and dataset version only (no time
-    stamp), so the same seed and configuration render the same page.
+    The text depends on the records (and their day states) only (no time stamp), so the same
+    seed and configuration render the same page.
+
+    Args:
+        records: Loaded records.
+        title: Page title; the split name (or ``Leaderboard``) by default.
+        states: Each record's day states (:func:`qpebench.states.read_states`; None for a
+            record without), for the comparisons (:func:`.aggregate.group_records`).
 
     Raises:
         RecordError: No record.
     """
-    return markdown(group_records(records), title)
+    return markdown(group_records(records, states), title)
 
 
 def _csv_number(value: float) -> str:
@@ -331,7 +352,7 @@ def latex(board: Board, title: str | None = None) -> str:
             r"\begin{table}[htbp]",
             r"\centering",
             rf"\caption{{{tex_escape(split)}: CSI at 1\,mm/h and RMSE (mm/h) per test set "
-            r"and the OOD$-$ID gap; mean $\pm$ std over seeds, best in bold.}",
+            rf"and the OOD$-$ID gap. {tex_escape(seeds_statement(entries))} Best in bold.}}",
             rf"\label{{tab:qpebench-{_tex_label(split)}}}",
             *_tex_tabular(main_table(entries), n_text=4),
         ]

@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 
 from . import curves, plots
 from .aggregate import GAP_SET, ID_SET, MIN_SEEDS, OOD_PREFIX, Board, Entry, set_label
+from .comparisons import Comparison
 from .formats import MEANS_NOTE, fmt_cell, split_summary
 from .tables import (
     SEED_NOTE,
@@ -27,6 +28,7 @@ from .tables import (
     detail_table,
     main_table,
     paired_table,
+    seeds_statement,
     strata_table,
     transfer_matrices,
 )
@@ -183,13 +185,16 @@ def _examples(entries: Sequence[Entry]) -> tuple[list[str], list[str]]:
     return out, notes
 
 
-def _split_section(entries: Sequence[Entry]) -> tuple[list[str], list[str]]:
+def _split_section(
+    entries: Sequence[Entry], comparisons: Sequence[Comparison]
+) -> tuple[list[str], list[str]]:
     split = entries[0].split
     parts = [f"<section><h2>{html.escape(split)}</h2>"]
     description = entries[0].first["split"].get("description")
     if description:
         parts.append(f"<p>{_text(str(description))}</p>")
     parts += [f"<p>{_text(split_summary(entries))}</p>", "<h3>Main table</h3>"]
+    parts.append(f"<p>{html.escape(seeds_statement(entries))}</p>")
     parts.append(html_table(main_table(entries), bold=True))
     if any(e.marked for e in entries):
         parts.append(_note(SEED_NOTE))
@@ -206,11 +211,12 @@ def _split_section(entries: Sequence[Entry]) -> tuple[list[str], list[str]]:
         ("Example maps", examples),
     ):
         parts += [f"<h3>{heading}</h3>", '<div class="figures">', *figures, "</div>"]
-    strata, paired = strata_table(entries), paired_table(entries)
+    strata, paired = strata_table(entries), paired_table(entries, comparisons)
     parts.append("<h3>Paired comparisons</h3>")
-    parts.append(
-        html_table(paired) if len(paired) else _note("No paired comparisons in the records.")
-    )
+    if paired.frame.empty:
+        parts.append(_note("No paired comparisons in the records."))
+    else:
+        parts += [f"<p>{html.escape(paired.note)}</p>", html_table(paired.frame)]
     parts.append("<h3>Strata</h3>")
     if len(strata):
         summary = f"{len(strata)} rows: model, test set, stratum column and value"
@@ -251,12 +257,12 @@ def page(board: Board, title: str | None = None) -> str:
         f"<style>{CSS}</style></head>",
         "<body>",
         f"<h1>{html.escape(heading)}</h1>",
-        f"<p>Scores are means ± standard deviation over seeds (at least {MIN_SEEDS} required); "
-        "rates in mm/h.</p>",
+        f"<p>Rates in mm/h. A listed result needs at least {MIN_SEEDS} seeds "
+        "(leaderboard/RULES.md); each table says what its cells hold.</p>",
     ]
     notes = list(board.notes)
     for split in splits:
-        section, more = _split_section(board.of_split(split))
+        section, more = _split_section(board.of_split(split), board.comparisons_of(split))
         parts += section
         notes += more
     section, more = _transfer(board)

@@ -11,7 +11,7 @@ from qpebench.errors import ConfigError, unknown_name_message
 from qpebench.names import check_name, check_writable, confined
 from qpebench.records import RecordError
 
-from .aggregate import Board, group_records
+from .aggregate import Board, RecordStates, group_records
 from .formats import csv_text, latex, markdown
 from .page import page
 
@@ -28,6 +28,7 @@ def render(
     out_dir: Path,
     formats: Sequence[str] = ("md", "csv", "tex", "html"),
     title: str | None = None,
+    states: Sequence[RecordStates] | None = None,
 ) -> dict[str, Path]:
     """Write the leaderboard of ``records`` in each of ``formats`` to ``out_dir``, atomically.
 
@@ -42,6 +43,9 @@ def render(
         out_dir: Output folder (created if needed).
         formats: Any of ``md``, ``csv``, ``tex``, ``html``.
         title: Page title; the split name (or ``Leaderboard``) by default.
+        states: Each record's day states (:func:`qpebench.states.read_states`; None for a
+            record without), in the order of ``records``: the comparisons are computed from
+            them (:func:`.aggregate.group_records`).
 
     Returns:
         The path written for each format.
@@ -54,7 +58,7 @@ def render(
     for fmt in formats:
         if fmt not in FORMATS:
             raise ConfigError(unknown_name_message("leaderboard format", fmt, FORMATS))
-    board = group_records(records)
+    board = group_records(records, states)
     stem = board.splits[0] if len(board.splits) == 1 else "leaderboard"
     check_name(stem, "split name", error=RecordError)
     check_writable(out_dir, "leaderboard output folder")

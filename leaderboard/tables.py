@@ -4,7 +4,9 @@ The main table shows, for each test set, the CSI at 1 mm/h and the RMSE, plus th
 generalization gap (mean over the out-of-distribution sets minus in-distribution, computed per
 seed). A detail table lists more scores per model and test set; the strata, paired-comparison and
 transfer tables appear when the records carry what they need (schema v2). Cells are strings or
-:class:`~qpebench.leaderboard.aggregate.Stat` values; nothing here computes a metric from data.
+:class:`~qpebench.leaderboard.aggregate.Stat` values. The paired tables show the comparisons
+computed from the records' day states (:mod:`.comparisons`: over seeds and days for two or more
+shared seeds, Holm-adjusted) and, for older records, the comparisons stored in them.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -29,6 +32,7 @@ from .aggregate import (
     strata_stats,
     unique_labels,
 )
+from .comparisons import Comparison, holm
 
 MAIN_METRICS = ("csi@1", "rmse")
 DETAIL_METRICS = (
@@ -189,6 +193,81 @@ def strata_table(entries: Sequence[Entry]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["model", "test_set", "column", "value", *STRATUM_METRICS])
 
 
+def seeds_statement(entries: Sequence[Entry]) -> str:
+    """What the score cells of ``entries`` hold: one seed with its interval, or mean ± std."""
+    counts = sorted({len(e.records) for e in entries})
+    if counts == [1]:
+        return (
+            "One seed per model: each score with its day-block bootstrap interval [lo, hi] "
+            "where the record has one."
+        )
+    if len(counts) == 1:
+        return f"Mean ± standard deviation over {counts[0]} seeds (n = seeds with a value)."
+    return (
+        "Mean ± standard deviation over each model's seeds (n = seeds with a value); a model "
+        "with one seed shows its day-block bootstrap interval [lo, hi] instead."
+    )
+
+
+@dataclass(frozen=True)
+class PairedTable:
+    """A table of model comparisons, a sentence saying what it holds, and its test count.
+
+    Attributes:
+        frame: The table (empty when there is no comparison).
+        note: What the cells hold and how many comparisons the table makes.
+        tests: The seed × day tests in the table: the family of Holm's adjustment.
+    """
+
+    frame: pd.DataFrame
+    note: str
+    tests: int
+
+
+def _percent(level: float) -> str:
+    return f"{100 * level:g} %"
+
+
+def _paired_note(kinds: set[str], shown: int, tests: int, levels: set[float], subject: str) -> str:
+    level = " or ".join(_percent(v) for v in sorted(levels)) or _percent(0.95)
+    parts = [f"{shown} comparisons in this table, {tests} of them over seeds."]
+    if "seeds" in kinds:
+        parts.append(
+            f"Over seeds: {subject}, the difference of the means over the seeds both models "
+            f"share, with the {level} interval of the seed × day bootstrap (seeds drawn with "
+            "replacement, then the test days) and the one-sided p-value; p (Holm) is adjusted "
+            f"over the {tests} seed × day tests of this table."
+        )
+    if "day" in kinds:
+        parts.append(
+            f"{DAGGER} one shared seed: the difference on that seed with its {level} day-block "
+            "bootstrap interval; it compares two trained models, not two architectures, and "
+            "makes no claim."
+        )
+    if "stored" in kinds:
+        parts.append(
+            "Records without day states: the comparisons stored in them (mean difference over "
+            "the seeds, largest p-value)."
+        )
+    return " ".join([*parts, "See docs/evaluation.md and leaderboard/RULES.md 12."])
+
+
+def _seeds_text(comparison: Comparison) -> str:
+    n = len(comparison.seeds)
+    return f"{n}{DAGGER if n < MIN_SEEDS else ''}"
+
+
+def _interval_text(ci: tuple[float, float] | None) -> str:
+    return "–" if ci is None else f"[{ci[0]:+.3f}, {ci[1]:+.3f}]"
+
+
+def _holm_of(comparisons: Sequence[Comparison]) -> dict[int, float]:
+    """Position → Holm-adjusted p-value, over the seed × day tests among ``comparisons``."""
+    family = [i for i, c in enumerate(comparisons) if c.over_seeds]
+    adjusted = holm([comparisons[i].p_value for i in family])
+    return dict(zip(family, adjusted, strict=True))
+
+
 def _partners(entries: Sequence[Entry]) -> dict[tuple[str, int, str], str]:
     """(run id, seed, model name) → the label of the entry holding that record.
 
@@ -200,43 +279,85 @@ def _partners(entries: Sequence[Entry]) -> dict[tuple[str, int, str], str]:
     }
 
 
-def paired_table(entries: Sequence[Entry]) -> pd.DataFrame:
-    """Paired comparisons (``paired``, schema v2): difference, its CI and p-value per seed pool.
+PAIRED_COLUMNS = ["model", "vs", "test_set", "metric", "seeds", "diff", "interval", "p", "p (Holm)"]
+
+
+def _stored_rows(
+    entries: Sequence[Entry], covered: set[tuple[str, str, str, str]]
+) -> list[dict[str, Any]]:
+    """Rows of the comparisons stored in records (``paired``, schema v2) not in ``covered``.
 
     Each comparison is attributed to the board row of its partner (the record of the same run
     and seed); one whose partner is not on the board is left out. ``diff`` is a :class:`Stat`
-    over seeds (with the record's interval for one seed); ``p`` (text) is the largest p-value
-    over the seeds, so a claim holds for every seed. Empty when no record has ``paired``.
+    over seeds, ``interval`` the record's for one seed, ``p`` the largest p-value over the
+    seeds.
     """
     partners = _partners(entries)
     rows = []
-    for e in sorted(entries, key=lambda x: x.label):
-        found: dict[tuple[str, str, str], list[tuple[dict[str, Any], dict[str, Any]]]] = {}
+    for e in entries:
+        found: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
         for r in e.records:
             for test_set, others in r.get("paired", {}).items():
                 for other, metrics in others.items():
                     partner = partners.get((str(r["run_id"]), int(r["seed"]), str(other)))
-                    if partner is None:
-                        continue
                     for metric, test in metrics.items():
-                        key = (str(test_set), partner, str(metric))
-                        found.setdefault(key, []).append((r, test))
-        for (test_set, partner, metric), pairs in sorted(found.items()):
-            tests = [t for _, t in pairs if isinstance(t, dict)]
-            interval = tests[0].get("ci") if len(tests) == 1 and len(e.records) == 1 else None
-            diff = Stat.of([t.get("diff") for t in tests], interval)
+                        key = (str(test_set), str(partner), str(metric))
+                        if partner is not None and (e.label, *key) not in covered:
+                            found.setdefault(key, []).append(test)
+        for (test_set, partner, metric), tests in found.items():
+            ci = tests[0].get("ci") if len(tests) == 1 else None
             pvalues = [float(t["p_value"]) for t in tests if t.get("p_value") is not None]
             rows.append(
                 {
                     "model": e.label,
                     "vs": partner,
-                    "test_set": set_label(test_set),
+                    "test_set": test_set,
                     "metric": metric,
-                    "diff": diff,
+                    "seeds": str(len(tests)),
+                    "diff": Stat.of([t.get("diff") for t in tests]),
+                    "interval": _interval_text(None if ci is None else (ci[0], ci[1])),
                     "p": f"{max(pvalues):.3g}" if pvalues else "–",
+                    "p (Holm)": "–",
                 }
             )
-    return pd.DataFrame(rows, columns=["model", "vs", "test_set", "metric", "diff", "p"])
+    return rows
+
+
+def paired_table(entries: Sequence[Entry], comparisons: Sequence[Comparison] = ()) -> PairedTable:
+    """Every pair of entries on every test set and paired metric (rows: A, B, test set, metric).
+
+    Rows of ``comparisons`` (from day states, :func:`.comparisons.compare_entries`) give the
+    shared seeds, the difference of the means over them, its interval, the one-sided p-value of
+    "A beats B" and, for the seed × day tests, the Holm-adjusted p-value over every seed × day
+    test of the table. Pairs without them show the comparisons stored in the records.
+    """
+    labels = {e.label for e in entries}
+    mine = [c for c in comparisons if c.model in labels and c.vs in labels]
+    adjusted = _holm_of(mine)
+    rows: list[dict[str, Any]] = [
+        {
+            "model": c.model,
+            "vs": c.vs,
+            "test_set": c.test_set,
+            "metric": c.metric,
+            "seeds": _seeds_text(c),
+            "diff": f"{c.diff:+.3f}",
+            "interval": _interval_text(c.ci),
+            "p": f"{c.p_value:.3g}",
+            "p (Holm)": f"{adjusted[i]:.3g}" if i in adjusted else "no claim",
+        }
+        for i, c in enumerate(mine)
+    ]
+    covered = {(c.model, c.test_set, c.vs, c.metric) for c in mine}
+    stored = _stored_rows(entries, covered)
+    kinds = {"seeds" if c.over_seeds else "day" for c in mine} | ({"stored"} if stored else set())
+    rows += stored
+    order = {s: i for i, s in enumerate(ordered_sets(r["test_set"] for r in rows))}
+    rows.sort(key=lambda r: (r["model"], order[r["test_set"]], r["vs"], r["metric"]))
+    for row in rows:
+        row["test_set"] = set_label(row["test_set"])
+    note = _paired_note(kinds, len(rows), len(adjusted), {c.level for c in mine}, "A − B")
+    return PairedTable(pd.DataFrame(rows, columns=PAIRED_COLUMNS), note, len(adjusted))
 
 
 _SEASONS = ("DJF", "MAM", "JJA", "SON")
@@ -289,47 +410,82 @@ def stratifiers(entries: Sequence[Entry], test_set: str = ID_SET) -> list[str]:
     )
 
 
-def paired_vs_best(entries: Sequence[Entry], metric: str = TRANSFER_METRIC) -> pd.DataFrame:
-    """Rows = entries; per test set: the best entry's margin over each and its p-value.
+def _best_cell(comparison: Comparison, adjusted: float | None) -> str:
+    cell = f"{comparison.diff:+.3f} {_interval_text(comparison.ci)}, p {comparison.p_value:.2g}"
+    n = len(comparison.seeds)
+    if adjusted is None:
+        return f"{cell} ({n} seed{DAGGER})"
+    return f"{cell}, Holm {adjusted:.2g} ({n} seeds{DAGGER if n < MIN_SEEDS else ''})"
 
-    The best entry of a test set has the highest mean ``metric``; a cell holds
-    ``best − this`` and the paired test's p-value for "best beats this" (largest over seeds),
-    read from the best entry's records of the runs and seeds this entry shares with it (a
-    comparison names its partner by model name within one run). Empty when none applies.
+
+def _stored_best_cell(best: Entry, entry: Entry, test_set: str, metric: str) -> str | None:
+    """``best − entry`` from the comparisons stored in the records (schema v2), if any.
+
+    A comparison names its partner within its run: it is used only where this entry's record
+    of the same seed comes from that run (not another configuration's).
+    """
+    partners = {(r["run_id"], r["seed"]) for r in entry.records}
+    tests = [
+        r.get("paired", {}).get(test_set, {}).get(entry.model, {}).get(metric)
+        for r in best.records
+        if (r["run_id"], r["seed"]) in partners
+    ]
+    tests = [t for t in tests if isinstance(t, dict) and t.get("p_value") is not None]
+    if not tests:
+        return None
+    diffs = [float(t["diff"]) for t in tests if t.get("diff") is not None]
+    p_value = max(float(t["p_value"]) for t in tests)
+    margin = f"{float(np.mean(diffs)):+.3f}" if diffs else "–"
+    return f"{margin} (p {p_value:.2g})"
+
+
+def paired_vs_best(
+    entries: Sequence[Entry],
+    comparisons: Sequence[Comparison] = (),
+    metric: str = TRANSFER_METRIC,
+) -> PairedTable:
+    """Rows = entries; per test set: the best entry's margin over each, with its test.
+
+    The best entry of a test set has the highest mean ``metric``; a cell holds ``best − this``
+    from ``comparisons`` (day states: the interval, p-value and, over seeds, the Holm-adjusted
+    p-value over the seed × day tests of this table, and the number of seeds), else from the
+    comparisons stored in the best entry's records (margin and largest p-value over seeds).
+    The frame is empty when no cell has a comparison.
     """
     test_sets = ordered_sets(s for e in entries for s in e.test_sets)
-    rows: dict[str, dict[str, Any]] = {e.label: {"model": e.label} for e in entries}
-    found = False
+    found = {(c.model, c.vs, c.test_set): c for c in comparisons if c.metric == metric}
+    cells: dict[tuple[str, str], Comparison | str] = {}  # (entry label, header) → cell
+    headers = []
     for test_set in test_sets:
         ranked = [e for e in entries if not e.stat(test_set, metric).missing]
         if not ranked:
             continue
         best = max(ranked, key=lambda e: (e.stat(test_set, metric).mean, e.label))
         header = f"{set_label(test_set)} (best: {best.label})"
+        headers.append(header)
         for e in entries:
             if e is best:
-                rows[e.label][header] = "best"
-                continue
-            # a comparison names its partner within the run: use it only where this entry's
-            # record of the same seed comes from that run (not another configuration's)
-            partners = {(r["run_id"], r["seed"]) for r in e.records}
-            tests = [
-                r.get("paired", {}).get(test_set, {}).get(e.model, {}).get(metric)
-                for r in best.records
-                if (r["run_id"], r["seed"]) in partners
-            ]
-            tests = [t for t in tests if isinstance(t, dict) and t.get("p_value") is not None]
-            if not tests:
-                rows[e.label][header] = "–"
-                continue
-            found = True
-            diffs = [float(t["diff"]) for t in tests if t.get("diff") is not None]
-            p_value = max(float(t["p_value"]) for t in tests)
-            margin = f"{float(np.mean(diffs)):+.3f}" if diffs else "–"
-            rows[e.label][header] = f"{margin} (p {p_value:.2g})"
-    if not found:
-        return pd.DataFrame()
-    return pd.DataFrame([rows[e.label] for e in sorted(entries, key=lambda x: x.label)])
+                cells[e.label, header] = "best"
+            elif (best.label, e.label, test_set) in found:
+                cells[e.label, header] = found[best.label, e.label, test_set]
+            else:
+                cells[e.label, header] = _stored_best_cell(best, e, test_set, metric) or "–"
+    shown = [(k, c) for k, c in cells.items() if isinstance(c, Comparison)]
+    n_stored = sum(isinstance(c, str) and c not in ("best", "–") for c in cells.values())
+    if not shown and not n_stored:
+        return PairedTable(pd.DataFrame(), "", 0)
+    adjusted = _holm_of([c for _, c in shown])
+    kinds = {"seeds" if c.over_seeds else "day" for _, c in shown}
+    kinds |= {"stored"} if n_stored else set()
+    for i, (key, c) in enumerate(shown):
+        cells[key] = _best_cell(c, adjusted.get(i))
+    rows = [
+        {"model": e.label, **{h: cells[e.label, h] for h in headers}}
+        for e in sorted(entries, key=lambda x: x.label)
+    ]
+    levels = {c.level for _, c in shown}
+    note = _paired_note(kinds, len(shown) + n_stored, len(adjusted), levels, "best − this")
+    return PairedTable(pd.DataFrame(rows), note, len(adjusted))
 
 
 def _newest_per_split(entries: Sequence[Entry]) -> dict[tuple[str, str, str, str], Entry]:

@@ -81,6 +81,9 @@ class SpyStore:
         self.reads.append((np.asarray(indices), kw))
         return self.store.read(indices, **kw)
 
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
 
 @pytest.fixture
 def spy_store(tiny_store):

@@ -17,11 +17,12 @@ from qpebench.baselines.unet import UNet2d
 from qpebench.errors import ConfigError, NotFittedError, SampleValidationError
 from qpebench.models import MODEL_FORMAT, RainModel, TrainData, build_model, load_model
 from qpebench.registry import MODELS, load_builtins
-from qpebench.training import OutputSpec, TorchRainModel, TrainSettings
+from qpebench.trainer import TrainSettings
+from qpebench.training import OutputSpec, TorchRainModel
 
 load_builtins()
 FRAMES = 4
-SMALL = TrainSettings(epochs=1, batch_size=8, patience=1, device="cpu")
+SMALL = TrainSettings(epochs=1, batch_size=8, device="cpu")
 NAMES = MODELS.names()
 TORCH = [n for n in NAMES if "train" in inspect.signature(MODELS.get(n)).parameters]
 
@@ -70,9 +71,6 @@ def test_fit_predict_shape_range_and_card(name, fitted, tiny_store):
     # the runner reads exactly the card's input from the store
     batch = tiny_store.read([0, 1], frames=model.card.frames, bands=model.card.bands)
     assert model.predict(batch.ir).shape == (2, 32, 32)
-
-    def __getattr__(self, name):
-        return getattr(self.store, name)
 
 
 @pytest.mark.parametrize("name", [n for n in NAMES if build(n).card.trainable])

@@ -21,7 +21,6 @@ def tiny_overrides(tmp_path, *extra):
         "progress=false",
         f"paths.cache={tmp_path / 'cache'}",
         f"paths.runs={tmp_path / 'runs'}",
-        f"paths.leaderboard={tmp_path / 'board'}",
         "data.regions.europe.n_samples=64",
         *extra,
     ]
@@ -35,23 +34,38 @@ def one_error_line(capsys, argv) -> str:
     return err
 
 
+def run_folder_of(runs):
+    folders = [p for p in runs.iterdir() if (p / "run.json").is_file()]
+    assert len(folders) == 1, folders
+    return folders[0]
+
+
 def test_run_end_to_end_is_reproducible(tmp_path, capsys):
     argv = ["run", *tiny_overrides(tmp_path)]
     assert main(argv) == 0
-    first = (tmp_path / "board" / "synthetic_europe_to_all.md").read_text()
     out = capsys.readouterr().out
-    assert "| early_fusion |" in out and "ΔCSI@1 OOD−ID" in out
-    runs = sorted((tmp_path / "runs").iterdir())
-    records = [load_record(p) for p in sorted((runs[0] / "records").glob("*.json"))]
+    run = run_folder_of(tmp_path / "runs")
+    # a short summary, not the board; nothing written outside paths.runs
+    assert f"run folder: {run}" in out and "| early_fusion |" not in out
+    assert "early_fusion seed 0" in out and "qpebench leaderboard publish" in out
+    assert not (tmp_path / "board").exists()
+    assert json.loads((run / "run.json").read_text())["complete"] is True
     default_models = set(run_config(compose_config()).models)
-    assert {r["model"]["name"] for r in records} == default_models
+    jobs = {p.name for p in run.iterdir() if p.is_dir()}
+    assert jobs == {f"{m}.seed0" for m in default_models}
+    records = {j: load_record(run / j / "record.json") for j in sorted(jobs)}
     # every trained model's file rebuilds it from the registry with the recorded card and config
-    for record in records:
+    for job, record in records.items():
+        assert "paired" not in record and record["states"]["file"] == "states.npz"
+        assert not (run / job / "checkpoint").exists()  # removed once the record is written
         if record["model"]["trainable"]:
-            model = load_model(runs[0] / "models" / f"{record['model']['name']}.seed0.pt")
+            model = load_model(run / job / "model.pt")
             assert model.card.to_json() == record["model"]
             assert model.config == record["model_config"]
-    rec = records[0]
+    for job in ("static_cnn.seed0", "early_fusion.seed0"):  # the trainer's log: kept epoch, why
+        training = records[job]["training"]
+        assert training["selected_epoch"] == 0 and "id_val" in training["selection"]
+    rec = records["early_fusion.seed0"]
     assert set(rec["metrics"]) == {
         "id_test",
         "ood_test/conus",
@@ -60,29 +74,36 @@ def test_run_end_to_end_is_reproducible(tmp_path, capsys):
     }
     assert rec["dataset"]["version"] and rec["provenance"]["packages"]["torch"]
     assert rec["config"]["seeds"] == [0] and rec["seed"] == 0
-    # same seed and config: same numbers, same page; a new run is a new record
+    assert rec["provenance"]["precision"] == "fp32"
+    # the same command again: every job finished before, nothing runs or changes
+    stamps = {j: (run / j / "record.json").stat().st_mtime_ns for j in jobs}
     assert main(argv) == 0
-    assert (tmp_path / "board" / "synthetic_europe_to_all.md").read_text() == first
-    runs = sorted((tmp_path / "runs").iterdir())
-    assert len(runs) == 2
-    for path in sorted((runs[0] / "records").glob("*.json")):
-        again = load_record(runs[1] / "records" / path.name)
-        first_record = load_record(path)
-        for key in ("metrics", "intervals", "strata", "curves", "examples", "paired", "model"):
-            assert again[key] == first_record[key], (path.name, key)
-    # render from the records only
+    assert "finished before, not run again" in capsys.readouterr().out
+    assert {j: (run / j / "record.json").stat().st_mtime_ns for j in jobs} == stamps
+    # same seed and config elsewhere: same numbers and the same day states
+    assert main(["run", *tiny_overrides(tmp_path, f"paths.runs={tmp_path / 'runs2'}")]) == 0
+    run2 = run_folder_of(tmp_path / "runs2")
+    assert run2.name == run.name
+    for job, first_record in records.items():
+        again = load_record(run2 / job / "record.json")
+        for key in ("metrics", "intervals", "strata", "curves", "examples", "model", "states"):
+            assert again[key] == first_record[key], (job, key)
+    # render from the records and their states only; publish is the one way into the boards
+    first = (run / "leaderboard.md").read_text()
     capsys.readouterr()
-    assert main(["leaderboard", "render", str(runs[0])]) == 0
+    assert main(["leaderboard", "render", str(run)]) == 0
     assert capsys.readouterr().out.strip() == first.strip()
+    assert main(["leaderboard", "publish", str(run), "--out", str(tmp_path / "board")]) == 0
+    assert (tmp_path / "board" / "synthetic_europe_to_all.md").read_text() == first
     board = tmp_path / "rendered"
-    assert main(["leaderboard", "render", str(runs[0]), "--out", str(board)]) == 0
+    assert main(["leaderboard", "render", str(run), "--out", str(board)]) == 0
     stem = board / "synthetic_europe_to_all"
     assert stem.with_suffix(".md").read_text() == first
     assert "<img" in stem.with_suffix(".html").read_text()
     assert "\\toprule" in stem.with_suffix(".tex").read_text()
     assert stem.with_suffix(".csv").read_text().startswith("split,")
     err = one_error_line(
-        capsys, ["leaderboard", "render", str(runs[0]), "--out", str(board), "--format", "pdf"]
+        capsys, ["leaderboard", "render", str(run), "--out", str(board), "--format", "pdf"]
     )
     assert "unknown leaderboard format 'pdf'" in err
 

@@ -19,6 +19,9 @@ from qpebench.evaluation import (
     paired_tests,
     rain_regime,
     sample_days,
+    seed_day_replicates,
+    seed_draws,
+    shared_day_weights,
 )
 from qpebench.metrics import metric_set
 from qpebench.models import ModelCard, RainModel, build_model
@@ -160,8 +163,8 @@ def test_rain_regime_on_made_fields():
 
 
 def test_bootstrap_weights_and_replicates(tiny_store, europe, gpi):
-    ev = evaluate_set(gpi, tiny_store, europe, EvalSettings(strata=()))
-    days, _ = ev.day_states()
+    ev = evaluate_set(gpi, tiny_store, europe, EvalSettings(strata=())).day_states()
+    days = ev.days
     w = bootstrap_weights(len(days), 200, seed=0, test_set="id_test")
     assert w.shape == (200, len(days)) and (w.sum(axis=1) == len(days)).all()
     assert np.array_equal(w, bootstrap_weights(len(days), 200, seed=0, test_set="id_test"))
@@ -174,6 +177,23 @@ def test_bootstrap_weights_and_replicates(tiny_store, europe, gpi):
     day0 = np.flatnonzero(sample_days(tiny_store.metadata.iloc[europe]) == days[0])
     want = one_pass(gpi, tiny_store, europe[day0])["rmse"]
     assert ev.replicates(first, ["rmse"])["rmse"][0] == pytest.approx(want)
+
+
+def test_seed_day_draws_are_shared_and_average_the_drawn_seeds():
+    days = shared_day_weights(24, 300, "id_test")
+    assert days.shape == (300, 24) and (days.sum(axis=1) == 24).all()
+    assert np.array_equal(days, shared_day_weights(24, 300, "id_test"))  # every pair, same draw
+    assert not np.array_equal(days, bootstrap_weights(24, 300, seed=0, test_set="id_test"))
+    draws = seed_draws(3, 300, "id_test")
+    assert draws.shape == (300, 3) and set(np.unique(draws)) == {0, 1, 2}
+    assert np.array_equal(draws, seed_draws(3, 300, "id_test"))
+    # seed k scores k on every replicate (NaN for the metric seed 2 cannot score)
+    per_seed = [{"csi@1": np.full(300, float(k)), "rmse": np.full(300, 1.0)} for k in range(3)]
+    per_seed[2]["rmse"][:] = np.nan
+    reps = seed_day_replicates(per_seed, draws)
+    assert reps["csi@1"] == pytest.approx(draws.mean(axis=1))
+    assert np.array_equal(np.isnan(reps["rmse"]), (draws == 2).any(axis=1))
+    assert 0.9 < reps["csi@1"].mean() < 1.1 and reps["csi@1"].std() > 0.3  # the seeds vary
 
 
 def test_evaluate_model_intervals_examples_and_paired(tiny_store, europe, gpi):
@@ -256,6 +276,7 @@ def test_too_few_days_give_no_interval_and_no_paired_test(tiny_store, gpi):
     }
     assert evs["gpi"].intervals["ood_test/india"]["csi@1"] is None
     assert paired_tests(evs, settings)["gpi"] == {}
+    assert set(evs["gpi"].day_states) == {"ood_test/india"}  # the states are kept regardless
     enough = EvalSettings(strata=(), bootstrap=100, min_days=n_days)
     ev = evaluate_model(gpi, tiny_store, {"ood_test/india": idx}, enough, seed=0)
     assert ev.intervals["ood_test/india"]["csi@1"] is not None

@@ -152,7 +152,7 @@ def test_an_unsafe_registered_adapter_name_is_refused(tmp_path):
         DATASETS.unregister("../stores")
 
 
-@pytest.mark.parametrize("key", ["runs", "leaderboard"])
+@pytest.mark.parametrize("key", ["runs"])
 def test_an_unwritable_output_folder_fails_before_any_work(tmp_path, key):
     cfg = run_config(compose_config(tiny_overrides(tmp_path, f"paths.{key}=/dev/null/x")))
     started = time.perf_counter()

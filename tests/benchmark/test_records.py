@@ -99,7 +99,7 @@ def test_nan_and_numpy_values_become_json(tmp_path):
             "needs diff .number., ci",
         ),
         (lambda r: r["metrics"]["id_test"].update({"csi@1": True}), "is not a number"),
-        (lambda r: r.update({"schema_version": 1}), "written as schema version 2"),
+        (lambda r: r.update({"schema_version": 1}), f"written as schema version {SCHEMA_VERSION}"),
         (lambda r: r["split"].pop("name"), "split lacks 'name'"),
         (lambda r: r["dataset"].pop("version"), "dataset lacks 'version'"),
         (lambda r: r["model"].update({"parameters": "many"}), r"model\['parameters'\] must be"),
@@ -116,6 +116,10 @@ def test_nan_and_numpy_values_become_json(tmp_path):
         (
             lambda r: r["paired"]["id_test"]["other"]["csi@1"].update({"p_value": "abc"}),
             r"p_value in \(0, 1\]",
+        ),
+        (
+            lambda r: r["paired"]["id_test"]["other"]["csi@1"].update({"ci": ["lo", "hi"]}),
+            r"ci \(\[lo, hi\]\)",
         ),
         (
             lambda r: r["curves"]["id_test"]["histogram"].update({"obs": [1, 2, 3]}),
@@ -172,3 +176,82 @@ def test_encoded_fields_round_trip_to_their_resolution():
     assert len(json.dumps(enc)) < 20_000  # lists of rounded values: ~50 kB
     with pytest.raises(ValueError, match="2-D"):
         encode_field(rain[0], scale=0.01)
+
+
+STATES_REF = {"file": "states.npz", "sha256": "0" * 64, "bytes": 1000}
+
+
+def test_v3_records_carry_states_or_paired(tmp_path):
+    record = v2_record()
+    assert record["schema_version"] == SCHEMA_VERSION == 3
+    record["states"] = dict(STATES_REF)
+    del record["paired"]  # comparisons are made at render time from the states
+    assert load_record(write_record(tmp_path / "states.json", record))["states"] == STATES_REF
+    del record["states"]
+    with pytest.raises(RecordError, match="missing key 'paired' or 'states'"):
+        write_record(tmp_path / "neither.json", record)
+
+
+@pytest.mark.parametrize(
+    ("ref", "message"),
+    [
+        ({**STATES_REF, "file": "../states.npz"}, "states file '../states.npz' is not safe"),
+        ({**STATES_REF, "file": "a/b.npz"}, "is not safe as a file name"),
+        ({**STATES_REF, "sha256": "ABC"}, "64 lowercase hex digits"),
+        ({**STATES_REF, "bytes": 0}, "a state file has 1 to"),
+        ({**STATES_REF, "bytes": 10**12}, "a state file has 1 to"),
+        ({**STATES_REF, "bytes": True}, "a state file has 1 to"),
+        ({**STATES_REF, "url": "https://x"}, r"states must hold \['bytes', 'file', 'sha256'\]"),
+        ("states.npz", "'states' must be <class 'dict'>, got str"),
+    ],
+)
+def test_bad_states_references_are_refused(tmp_path, ref, message):
+    record = v2_record()
+    record["states"] = ref
+    with pytest.raises(RecordError, match=message):
+        write_record(tmp_path / "r.json", record)
+
+
+def test_version_2_records_still_need_paired(tmp_path):
+    record = v2_record()
+    record["schema_version"] = 2
+    path = tmp_path / "v2.json"
+    path.write_text(json.dumps(record))
+    assert load_record(path)["paired"] == record["paired"]
+    del record["paired"]
+    path.write_text(json.dumps(record))
+    with pytest.raises(RecordError, match="missing key 'paired'$"):
+        load_record(path)
+
+
+def test_provenance_explains_a_cross_machine_difference(tmp_path, monkeypatch):
+    import platform
+
+    import torch
+
+    from qpebench.records import cpu_model, numeric_environment, provenance
+
+    prov = provenance("cpu", precision="bf16")
+    hardware = prov["hardware"]
+    assert prov["precision"] == "bf16" and provenance("cpu")["precision"] == "fp32"
+    assert hardware["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert hardware["torch_threads"] == torch.get_num_threads() >= 1
+    assert hardware["onednn"] is None or hardware["onednn"][0].isdigit()
+    assert "gpu" not in hardware and "cudnn" not in hardware  # a CPU run has neither
+    assert isinstance(hardware["cpu_model"], str)
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nvendor_id\t: X\nmodel name\t: Example CPU 9000 @ 3GHz\n")
+    assert cpu_model(cpuinfo) == "Example CPU 9000 @ 3GHz"
+    assert cpu_model(tmp_path / "absent") == platform.processor()
+    # a CUDA device adds the GPU and cuDNN (this machine may have none: stand-ins)
+    names = []
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda d: names.append(d) or "Fake GPU")
+    monkeypatch.setattr(torch.backends.cudnn, "is_available", lambda: True)
+    monkeypatch.setattr(torch.backends.cudnn, "version", lambda: 90100)
+    cuda = numeric_environment("cuda:1")
+    assert cuda["gpu"] == "Fake GPU" and cuda["cudnn"] == 90100
+    assert names == [torch.device("cuda:1")]
+    # the record keeps it
+    record = v2_record()
+    record["provenance"] = prov
+    assert load_record(write_record(tmp_path / "r.json", record))["provenance"] == prov

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from qpebench.errors import ConfigError, SampleValidationError, StoreError, UnknownNameError
+from qpebench.locks import folder_lock
 from qpebench.sample import validate_sample
 from qpebench.store import (
     PROGRESS,
@@ -17,6 +18,7 @@ from qpebench.store import (
     SampleStoreWriter,
     StoreSpec,
     pack_tb,
+    remove_store,
     unpack_tb,
 )
 from qpebench.torchdata import StoreDataset
@@ -159,17 +161,35 @@ def test_resume_keeps_finished_shards(tmp_path):
     assert store.dataset_version == full.dataset_version
 
 
-def test_resume_rewrites_a_damaged_shard_and_drops_temp_files(tmp_path):
+def test_resume_rewrites_a_damaged_shard_and_drops_temp_files_under_the_lock(tmp_path):
     root = tmp_path / "s"
     SampleStoreWriter(root, spec()).write_shard(0, make_batch(3, 0))
     shard = root / "shard-00000.h5"
     data = bytearray(shard.read_bytes())
     data[-100] ^= 0xFF
     shard.write_bytes(bytes(data))
-    (root / ".shard-00001.h5.abc.tmp").write_bytes(b"partial")
-    w = SampleStoreWriter(root, spec())
+    temp = root / ".shard-00001.h5.abc.tmp"
+    temp.write_bytes(b"partial")
+    w = SampleStoreWriter(root, spec())  # without the lock: maybe a live writer's temp file
     assert not w.has_shard(0)
+    assert temp.exists()
+    with folder_lock(root, tmp_path / "s.lock"):
+        SampleStoreWriter(root, spec())
     assert not list(root.glob(".*.tmp"))
+
+
+def test_a_reader_notices_that_its_store_was_rebuilt(tmp_path):
+    root = tmp_path / "s"
+    store = write_store(root, [make_batch(3, 0), make_batch(3, 1)])
+    before = store.read([0]).ir
+    remove_store(root)
+    write_store(root, [make_batch(3, 5), make_batch(3, 6)])
+    np.testing.assert_array_equal(store.read([0]).ir, before)  # its open shard: the old data
+    with pytest.raises(StoreError, match="s: the store was rebuilt or removed while open"):
+        store.read([3])  # a shard it had not opened: of the new store, refused
+    remove_store(root)
+    with pytest.raises(StoreError, match="shard-00000.h5: cannot read the shard"):
+        store.verify()
 
 
 def test_resume_with_another_spec_starts_over(tmp_path):

@@ -157,7 +157,7 @@ def test_paired_table_attributes_each_comparison_to_its_partner_row(make_record)
     a1["paired"] = {"id_test": {"B": {"csi@1": {"diff": -0.05, "ci": [-0.1, 0.0], "p_value": 0.9}}}}
     b1["paired"] = b4["paired"] = {}
     entries = group_records([a0, b1, a1, b4]).of_split("europe_to_all")
-    table = paired_table(entries).set_index("vs")
+    table = paired_table(entries).frame.set_index("vs")
     assert sorted(table.index) == ["B (1 fr.)", "B (4 fr.)"]
     assert table.loc["B (1 fr.)", "diff"].mean == pytest.approx(0.1)
     assert table.loc["B (1 fr.)", "p"] == "0.001"
@@ -165,7 +165,7 @@ def test_paired_table_attributes_each_comparison_to_its_partner_row(make_record)
     assert table.loc["B (4 fr.)", "p"] == "0.9"
     # a partner that is not on the board is left out
     a0["paired"]["id_test"]["gone"] = a0["paired"]["id_test"]["B"]
-    assert "gone" not in set(paired_table(group_records([a0, b1]).entries)["vs"])
+    assert "gone" not in set(paired_table(group_records([a0, b1]).entries).frame["vs"])
 
 
 def test_transfer_matrix_takes_the_newest_definition_of_a_split(make_record):
