@@ -359,15 +359,12 @@ def _render(paths: Sequence[Path], out: Path | None, formats: str, title: str | 
     An unfinished run gives a one-line warning on standard error; its finished jobs are rendered.
     """
     from qpebench.leaderboard import leaderboard_markdown, render
-    from qpebench.states import read_states
+    from qpebench.leaderboard.sources import load_records
 
     files, unfinished = _record_files(paths)
     for line in unfinished:
         print(f"qpebench: warning: {printable(line)}; rendering those", file=sys.stderr)
-    records = [load_record(f) for f in files]
-    states = [
-        read_states(f, r) if "states" in r else None for f, r in zip(files, records, strict=True)
-    ]
+    records, states = load_records(files)
     if out is None:
         _echo(leaderboard_markdown(records, title, states))
         return

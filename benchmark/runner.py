@@ -30,7 +30,7 @@ from qpebench.distributed import World, barrier, init_distributed
 from qpebench.errors import ConfigError
 from qpebench.evaluation import evaluate_model, metadata_strata
 from qpebench.leaderboard import leaderboard_markdown
-from qpebench.leaderboard.sources import find_records
+from qpebench.leaderboard.sources import find_records, load_records
 from qpebench.locks import cache_lock_file, folder_lock
 from qpebench.models import RainModel, TrainData, build_model
 from qpebench.names import check_writable, confined
@@ -412,10 +412,8 @@ def run_benchmark(cfg: RunConfig, log: Callable[[str], None] = print) -> RunResu
     board = None
     if world.main:
         complete = _update_index(run_dir, [])
-        sources = find_records([run_dir])
-        in_run = [load_record(f) for f in sources.files]
-        states = [read_states(f, r) for f, r in zip(sources.files, in_run, strict=True)]
-        markdown = leaderboard_markdown(in_run, None, states)
+        records_in_run, states = load_records(find_records([run_dir]).files)
+        markdown = leaderboard_markdown(records_in_run, None, states)
         board = confined(run_dir, "leaderboard.md")
         write_bytes_atomic(board, markdown.encode("utf-8"))
         if not complete:

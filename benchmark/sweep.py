@@ -35,11 +35,10 @@ from qpebench.atomic import write_bytes_atomic, write_json_atomic
 from qpebench.config import compose_config, register_split_options, run_config
 from qpebench.errors import ConfigError
 from qpebench.leaderboard import leaderboard_markdown
+from qpebench.leaderboard.sources import load_records
 from qpebench.names import confined
-from qpebench.records import load_record
 from qpebench.registry import load_builtins
 from qpebench.runner import RECORD_FILE, run_benchmark
-from qpebench.states import read_states
 
 #: What a job leaves in its Hydra folder: where its records are.
 JOB_POINTER = "qpebench-job.json"
@@ -140,8 +139,7 @@ def render_sweep(sweep_dir: Path) -> tuple[Path, int]:
         run = Path(info["run"])
         files += [confined(run, job, RECORD_FILE) for job in info["jobs"]]
     files = [f for f in dict.fromkeys(files) if f.is_file()]
-    records = [load_record(f) for f in files]
-    states = [read_states(f, r) for f, r in zip(files, records, strict=True)]
+    records, states = load_records(files)
     board = confined(sweep_dir, "leaderboard.md")
     if records:
         write_bytes_atomic(board, leaderboard_markdown(records, None, states).encode("utf-8"))

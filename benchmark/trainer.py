@@ -1,14 +1,14 @@
 """The training loop of every torch model: data, optimisation, precision, checkpoints, DDP.
 
 :class:`Trainer` owns the loop; the model (:class:`qpebench.training.TorchRainModel`) owns its
-network, input normalisation, output spec and state; an :class:`Algorithm` turns a batch into
-loss terms (the WILDS pattern: :class:`ERM` is plain supervised training; a domain-adaptation
-method overrides :meth:`Algorithm.training_step`, which also receives an unlabeled batch).
+network, input normalisation, output spec and state; an algorithm turns a batch into loss
+terms (the WILDS pattern: :class:`ERM` is plain supervised training; a domain-adaptation method
+subclasses it and overrides :meth:`ERM.training_step`, which also receives an unlabeled batch).
 
 **Exact batches.** ``train.batch_size`` is the number of samples of one optimiser step, over
 all processes; it is split into ``world size × train.accumulate`` micro-batches. Every loss term
 is a sum over pixels divided by a normaliser that depends on the data only (the rain weights,
-the valid-pixel count: :meth:`Algorithm.normalisers`); the trainer sums the normalisers over the
+the valid-pixel count: :meth:`ERM.normalisers`); the trainer sums the normalisers over the
 step's micro-batches and processes before dividing. So an accumulated or distributed step
 computes the same loss (and gradient, up to float rounding) as one big batch. Batch
 normalisation is the exception: it normalises each micro-batch, so a fit on ``R`` processes
@@ -275,8 +275,10 @@ def deterministic_kernels(enabled: bool) -> Iterator[None]:
 Batch = dict[str, torch.Tensor]
 
 
-class Algorithm:
-    """How a training batch becomes loss terms (override for methods other than plain ERM).
+class ERM:
+    """Empirical risk minimisation: a batch becomes the model's own loss terms.
+
+    Other methods (domain adaptation) subclass it and override :meth:`training_step`.
 
     Every term is ``sum / normaliser``: :meth:`training_step` returns the sums, which need the
     network; :meth:`normalisers` the normalisers, which depend on the data only, so the trainer
@@ -297,10 +299,6 @@ class Algorithm:
         """The summed loss terms of a labeled micro-batch (``unlabeled_batch``: IR only)."""
         out = self.model.forward(batch["ir"])
         return self.model.outputs.loss_sums(out, batch["rain"], batch["valid"])
-
-
-class ERM(Algorithm):
-    """Empirical risk minimisation: the model's own losses on the labeled batch."""
 
 
 class EpochBatches(Sampler[list[int]]):
@@ -563,7 +561,7 @@ class Trainer:
 
     @torch.no_grad()
     def validation_loss(
-        self, algorithm: Algorithm, dataset: StoreDataset, loader: DataLoader[Any] | None = None
+        self, algorithm: ERM, dataset: StoreDataset, loader: DataLoader[Any] | None = None
     ) -> float:
         """The loss over the whole set (each term's sums over its normalisers' sums)."""
         algorithm.model.net.eval()
@@ -597,7 +595,7 @@ class Trainer:
         data: TrainData,
         *,
         seed: int,
-        algorithm: Algorithm | None = None,
+        algorithm: ERM | None = None,
     ) -> dict[str, Any]:
         """Train ``model`` on ``data.train``, selecting on ``data.val``; resume if possible.
 
@@ -633,7 +631,7 @@ class Trainer:
         model: TorchRainModel,
         data: TrainData,
         seed: int,
-        algorithm: Algorithm,
+        algorithm: ERM,
         steps: int,
         micro: int,
     ) -> dict[str, Any]:
@@ -736,7 +734,7 @@ class Trainer:
         model: TorchRainModel,
         net: nn.Module,
         wrapped: nn.Module,
-        algorithm: Algorithm,
+        algorithm: ERM,
         opt: torch.optim.Optimizer,
         sched: torch.optim.lr_scheduler.LRScheduler | None,
         scaler: torch.amp.GradScaler,
@@ -798,7 +796,7 @@ class Trainer:
 
     def _step(
         self,
-        algorithm: Algorithm,
+        algorithm: ERM,
         wrapped: nn.Module,
         opt: torch.optim.Optimizer,
         scaler: torch.amp.GradScaler,

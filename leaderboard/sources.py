@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from qpebench.errors import ConfigError
+from qpebench.evaluation import DayStates
 from qpebench.names import check_name, confined
-from qpebench.records import RecordError
+from qpebench.records import RecordError, load_record
+from qpebench.states import read_states
 
 RUN_FILE = "run.json"
 RECORD_FILE = "record.json"
@@ -135,3 +137,21 @@ def find_records(paths: Sequence[Path]) -> RecordSources:
                 runs.append(run)
                 files += [_job_record(sub, j) for j in run.finished]
     return RecordSources(tuple(files), tuple(runs))
+
+
+def load_records(
+    files: Sequence[Path],
+) -> tuple[list[dict[str, Any]], list[dict[str, DayStates] | None]]:
+    """Load and validate the records ``files`` and the day states each refers to.
+
+    Returns:
+        The records, and for each its day states (``None`` for a record without states).
+
+    Raises:
+        RecordError: A bad record or state file, naming it.
+    """
+    records = [load_record(f) for f in files]
+    states = [
+        read_states(f, r) if "states" in r else None for f, r in zip(files, records, strict=True)
+    ]
+    return records, states
