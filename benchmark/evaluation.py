@@ -41,7 +41,7 @@ import pandas as pd
 
 from qpebench.distributed import all_gather, current_world
 from qpebench.errors import ConfigError
-from qpebench.metrics import Accumulator, FSSAccumulator, metric_set
+from qpebench.metrics import RATE_FAMILIES, Accumulator, FSSAccumulator, metric_set
 from qpebench.models import RainModel
 from qpebench.records import encode_field
 from qpebench.sample import cos_solar_zenith
@@ -86,6 +86,8 @@ class EvalSettings:
         paired_metrics: Metrics of the paired model comparisons.
         min_days: Fewest bootstrap blocks (days) for intervals and paired tests; a test set
             with fewer gets none (a bootstrap over a handful of days says nothing).
+        metrics: The rate metric families (names in :data:`qpebench.registry.METRICS`, a
+            plugin's included), in state order; the model's outputs add ``brier`` and ``crps``.
     """
 
     strata: tuple[str, ...] = DEFAULT_STRATA
@@ -105,8 +107,14 @@ class EvalSettings:
     )
     paired_metrics: tuple[str, ...] = ("csi@1", "rmse")
     min_days: int = 10
+    metrics: tuple[str, ...] = RATE_FAMILIES
 
     def __post_init__(self) -> None:
+        if not self.metrics or len(set(self.metrics)) != len(self.metrics):
+            raise ConfigError(
+                f"evaluation.metrics must name each family once, got {list(self.metrics)}"
+            )
+        metric_set(self.metrics)  # an unknown family, or one that does not consume rates
         if self.min_days < 2:
             raise ConfigError(f"evaluation.min_days must be >= 2, got {self.min_days}")
         if self.bootstrap < 0:
@@ -127,7 +135,7 @@ class EvalSettings:
                 f"evaluation: unknown keys {unknown}; allowed: {sorted(cls.__dataclass_fields__)}"
             )
         values = dict(data)
-        for key in ("strata", "ci_metrics", "paired_metrics"):
+        for key in ("strata", "ci_metrics", "paired_metrics", "metrics"):
             if key in values:
                 values[key] = tuple(str(v) for v in values[key])
         for key in ("bootstrap", "min_days"):
@@ -485,6 +493,7 @@ def evaluate_set(
     card = model.card
     layout = StateLayout(
         metric_set(
+            settings.metrics,
             outputs=card.outputs,
             rain_threshold=card.rain_threshold,
             quantile_levels=card.quantile_levels,

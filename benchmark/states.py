@@ -122,16 +122,18 @@ def record_settings(record: Mapping[str, Any], source: str = "record") -> EvalSe
         if not isinstance(block, Mapping):
             raise ConfigError(f"evaluation must be a mapping, got {type(block).__name__}")
         return EvalSettings.from_mapping(block)
-    except (ConfigError, TypeError, ValueError) as exc:
+    except (QpebenchError, TypeError, ValueError) as exc:
         raise RecordError(f"{source}: config {exc}") from None
 
 
 def record_layout(record: Mapping[str, Any], source: str = "record") -> StateLayout:
-    """The state layout of the record's model card (its outputs' metric set).
+    """The state layout of the record: its ``evaluation.metrics`` and its card's outputs.
 
     Raises:
-        RecordError: The card's outputs, threshold or quantile levels give no metric set.
+        RecordError: The evaluation block is invalid (a metric family not installed here
+            included), or the card's outputs, threshold or quantile levels give no metric set.
     """
+    names = record_settings(record, source).metrics
     card = record["model"]
     outputs = card.get("outputs") or ["rate"]
     threshold = card.get("rain_threshold")
@@ -144,6 +146,7 @@ def record_layout(record: Mapping[str, Any], source: str = "record") -> StateLay
         if threshold is not None and not isinstance(threshold, int | float):
             raise ConfigError(f"rain_threshold {threshold!r} is not a number")
         families = metric_set(
+            names,
             outputs=tuple(str(o) for o in outputs),
             rain_threshold=None if threshold is None else float(threshold),
             quantile_levels=tuple(float(q) for q in levels),
@@ -312,13 +315,12 @@ def _check_against_record(
     record_source: str,
 ) -> dict[str, DayStates]:
     sizes, sets = parsed
-    record_settings(record, record_source)  # refused now, not when comparing at render time
-    layout = record_layout(record, record_source)
+    layout = record_layout(record, record_source)  # its settings too: refused now, not later
     own = np.diff(layout.offsets).tolist()
     if sizes != own:
         raise RecordError(
-            f"{source}: state layout {sizes} is not the model card's metric set {own} (other "
-            "outputs, or another qpebench version)"
+            f"{source}: state layout {sizes} is not the record's metric set {own} (other "
+            "outputs or metric families, or another qpebench version)"
         )
     if sorted(sets) != sorted(record["metrics"]):
         raise RecordError(

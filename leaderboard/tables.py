@@ -154,9 +154,20 @@ def main_table(entries: Sequence[Entry]) -> pd.DataFrame:
 
 
 def detail_table(entries: Sequence[Entry]) -> pd.DataFrame:
-    """Rows = (entry, test set); columns = :data:`DETAIL_METRICS` and the present optional ones."""
+    """Rows = (entry, test set); columns = the present details.
+
+    :data:`DETAIL_METRICS`, then the present :data:`OPTIONAL_METRICS`, then the present others a
+    record's ``evaluation.ci_metrics`` names (a plugin's scores, ``fss17@1``, ``fbias@1``).
+    """
     present = {m for e in entries for s in e.test_sets for m in e.metrics(s)}
-    metrics = [m for m in (*DETAIL_METRICS, *OPTIONAL_METRICS) if m in present]
+    named = [
+        str(m)
+        for e in entries
+        for r in e.records
+        for m in (r.get("config", {}).get("evaluation") or {}).get("ci_metrics") or ()
+    ]
+    wanted = dict.fromkeys((*DETAIL_METRICS, *OPTIONAL_METRICS, *named))
+    metrics = [m for m in wanted if m in present]
     rows = []
     for e in sorted(entries, key=lambda x: x.label):
         for s in e.test_sets:

@@ -139,7 +139,7 @@ def test_malformed_files_are_refused_before_their_arrays_are_read(job, refused_c
     shifted = arrays["layout"].copy()
     shifted[:2] += [1, -1]  # the same state length, other families
     resign(job, npz_bytes({**arrays, "layout": shifted}))
-    assert "is not the model card's metric set" in refused(job)
+    assert "is not the record's metric set" in refused(job)
     resign(job, npz_bytes({**arrays, "days_0": arrays["days_0"][::-1].copy()}))
     assert "not increasing YYYY-MM-DD" in refused(job)
     resign(job, npz_bytes({k: v for k, v in arrays.items() if k != "days_1"}))
