@@ -38,6 +38,11 @@ from qpebench.records import RecordError, load_record
 from qpebench.registry import MODELS, load_builtins
 from qpebench.store import SampleStore
 
+NAME_HELP = (
+    "the files' name without extension, e.g. synthetic_transfer for a board of two splits "
+    "(default: the split name, or leaderboard for several splits)"
+)
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -103,6 +108,7 @@ def _parser() -> argparse.ArgumentParser:
         help="with --out: comma-separated formats among md, csv, tex, html (default: all)",
     )
     render.add_argument("--title", help="page title (default: the split name)")
+    render.add_argument("--name", help=NAME_HELP)
     publish = board_sub.add_parser(
         "publish",
         help="render records (files or run dirs) into the published boards (leaderboard/results)",
@@ -115,6 +121,7 @@ def _parser() -> argparse.ArgumentParser:
         help="the published boards' folder (default: leaderboard/results)",
     )
     publish.add_argument("--title", help="page title (default: the split name)")
+    publish.add_argument("--name", help=NAME_HELP)
     validate = board_sub.add_parser(
         "validate", help="check result records against the schema (files or run dirs)"
     )
@@ -353,7 +360,9 @@ def _validate(paths: Sequence[Path]) -> int:
     return 1 if bad or unfinished else 0
 
 
-def _render(paths: Sequence[Path], out: Path | None, formats: str, title: str | None) -> None:
+def _render(
+    paths: Sequence[Path], out: Path | None, formats: str, title: str | None, name: str | None
+) -> None:
     """Render the records of ``paths``, comparing models on the day states the records have.
 
     An unfinished run gives a one-line warning on standard error; its finished jobs are rendered.
@@ -369,7 +378,7 @@ def _render(paths: Sequence[Path], out: Path | None, formats: str, title: str | 
         _echo(leaderboard_markdown(records, title, states))
         return
     chosen = [f.strip() for f in formats.split(",")]
-    for fmt, path in render(records, out, chosen, title, states).items():
+    for fmt, path in render(records, out, chosen, title, states, name).items():
         _echo(f"{fmt}: {path}")
 
 
@@ -407,9 +416,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.action == "validate":
                 return _validate(args.paths)
             if args.action == "publish":
-                _render(args.paths, args.out, "md", args.title)
+                _render(args.paths, args.out, "md", args.title, args.name)
             else:
-                _render(args.paths, args.out, args.format, args.title)
+                _render(args.paths, args.out, args.format, args.title, args.name)
         elif args.command == "evaluate-predictions":
             from qpebench.predictions import evaluate_predictions, format_report
 

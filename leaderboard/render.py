@@ -29,13 +29,14 @@ def render(
     formats: Sequence[str] = ("md", "csv", "tex", "html"),
     title: str | None = None,
     states: Sequence[RecordStates] | None = None,
+    name: str | None = None,
 ) -> dict[str, Path]:
     """Write the leaderboard of ``records`` in each of ``formats`` to ``out_dir``, atomically.
 
-    The files are ``<stem>.<format>`` with the split name as stem (``leaderboard`` when the
-    records cover several splits). The same records give the same bytes. Nothing is written
-    outside ``out_dir``, whatever the records hold: the stem must be a safe name
-    (:func:`qpebench.names.check_name`) and every path is built with
+    The files are ``<stem>.<format>`` with ``name`` as stem, by default the split name
+    (``leaderboard`` when the records cover several splits). The same records give the same
+    bytes. Nothing is written outside ``out_dir``, whatever the records hold: the stem must be
+    a safe name (:func:`qpebench.names.check_name`) and every path is built with
     :func:`qpebench.names.confined`.
 
     Args:
@@ -46,6 +47,7 @@ def render(
         states: Each record's day states (:func:`qpebench.states.read_states`; None for a
             record without), in the order of ``records``: the comparisons are computed from
             them (:func:`.aggregate.group_records`).
+        name: The files' stem (a safe name), instead of the split name.
 
     Returns:
         The path written for each format.
@@ -54,13 +56,17 @@ def render(
         ConfigError: An unknown format, or ``out_dir`` is not a writable folder.
         RecordError: No record, a split name that is not safe as a file name, or a malformed
             curve or example.
+        ConfigError: ``name`` is not a safe file name.
     """
     for fmt in formats:
         if fmt not in FORMATS:
             raise ConfigError(unknown_name_message("leaderboard format", fmt, FORMATS))
     board = group_records(records, states)
-    stem = board.splits[0] if len(board.splits) == 1 else "leaderboard"
-    check_name(stem, "split name", error=RecordError)
+    if name is not None:
+        stem = check_name(name, "--name")
+    else:
+        stem = board.splits[0] if len(board.splits) == 1 else "leaderboard"
+        check_name(stem, "split name", error=RecordError)
     check_writable(out_dir, "leaderboard output folder")
     texts = {fmt: FORMATS[fmt][1](board, title) for fmt in dict.fromkeys(formats)}
     written = {}

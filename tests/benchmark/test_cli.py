@@ -95,6 +95,11 @@ def test_run_end_to_end_is_reproducible(tmp_path, capsys):
     assert capsys.readouterr().out.strip() == first.strip()
     assert main(["leaderboard", "publish", str(run), "--out", str(tmp_path / "board")]) == 0
     assert (tmp_path / "board" / "synthetic_europe_to_all.md").read_text() == first
+    named = ["leaderboard", "publish", str(run), "--out", str(tmp_path / "board")]
+    assert main([*named, "--name", "europe_3_seeds"]) == 0
+    assert (tmp_path / "board" / "europe_3_seeds.md").read_text() == first
+    assert "--name" in one_error_line(capsys, [*named, "--name", "../escape"])
+    assert not (tmp_path / "escape.md").exists()
     board = tmp_path / "rendered"
     assert main(["leaderboard", "render", str(run), "--out", str(board)]) == 0
     stem = board / "synthetic_europe_to_all"
