@@ -332,13 +332,30 @@ def _fit_and_record(
 
 
 def _summary(records: list[dict[str, Any]], run_dir: Path, board: Path | None) -> list[str]:
-    """One line per model and test set (CSI@1, RMSE), then where the run is and what next."""
-    lines = []
+    """One line per model configuration and test set of the run folder, then what next.
+
+    A configuration with one seed shows its CSI@1 and RMSE; with several, their mean ± standard
+    deviation over the seeds (the board has the intervals and the comparisons).
+    """
+    groups: dict[str, list[dict[str, Any]]] = {}
     for record in records:
-        who = f"{record['model']['name']} seed {record['seed']}"
-        for test_set, scores in record["metrics"].items():
-            csi, rmse = scores.get("csi@1", math.nan), scores.get("rmse", math.nan)
-            lines.append(f"  {who:<32} {test_set:<24} CSI@1 {csi:6.3f}  RMSE {rmse:6.3f} mm/h")
+        key = json.dumps([record["model"]["name"], record["model_config"]], sort_keys=True)
+        groups.setdefault(key, []).append(record)
+    lines = []
+    for group in groups.values():
+        group.sort(key=lambda r: int(r["seed"]))
+        seeds = [int(r["seed"]) for r in group]
+        label = "seed" if len(seeds) == 1 else "seeds"
+        who = f"{group[0]['model']['name']} {label} {', '.join(map(str, seeds))}"
+        for test_set in group[0]["metrics"]:
+            cells = []
+            for metric, unit in (("csi@1", ""), ("rmse", " mm/h")):
+                values = [float(r["metrics"][test_set].get(metric, math.nan)) for r in group]
+                text = f"{np.mean(values):6.3f}"
+                if len(values) > 1:
+                    text += f" ± {np.std(values, ddof=1):.3f}"
+                cells.append(f"{metric.upper()} {text}{unit}")
+            lines.append(f"  {who:<32} {test_set:<24} {'  '.join(cells)}")
     lines.append(f"run folder: {run_dir}")
     if board is not None:
         lines.append(f"board: {board}")
@@ -409,7 +426,8 @@ def run_benchmark(cfg: RunConfig, log: Callable[[str], None] = print) -> RunResu
     )
     results = [(n, _run_job(ctx, m, s, say)) for n, (m, s) in zip(names, jobs, strict=True)]
     finished = [(n, r) for n, r in results if r is not None]
-    board = None
+    records = [r for _, r in finished]
+    board, records_in_run = None, records
     if world.main:
         complete = _update_index(run_dir, [])
         records_in_run, states = load_records(find_records([run_dir]).files)
@@ -419,13 +437,12 @@ def run_benchmark(cfg: RunConfig, log: Callable[[str], None] = print) -> RunResu
         if not complete:
             say(f"run {run_dir}: some jobs are not finished (another process, or failed)")
     say(f"run {run_dir} finished in {time.perf_counter() - started:.0f} s")
-    records = [r for _, r in finished]
     return RunResult(
         run_dir=run_dir,
         jobs=[n for n, _ in finished],
         records=records,
         leaderboard_path=board,
-        summary=_summary(records, run_dir, board),
+        summary=_summary(records_in_run, run_dir, board),
     )
 
 

@@ -60,6 +60,25 @@ def test_a_run_writes_only_its_run_folder(tmp_path, capsys):
     assert (run / "leaderboard.md").read_text().count("| gpi |") >= 1
 
 
+def test_the_summary_has_one_line_per_model_and_test_set_over_the_runs_seeds(tmp_path, capsys):
+    assert main(["run", *overrides(tmp_path, "models=[gpi]", "seeds=[1]")]) == 0
+    capsys.readouterr()
+    assert main(["run", *overrides(tmp_path, "models=[gpi,power_law]", "seeds=[0,1]")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = [line.split() for line in lines if line.startswith("  ") and "CSI@1" in line]
+    (run,) = run_folders(tmp_path / "runs")
+    record = load_record(run / "power_law.seed1" / "record.json")
+    sets = list(record["metrics"])
+    assert [r[:4] for r in rows] == [
+        [model, "seeds", "0,", "1"] for model in ("gpi", "power_law") for _ in sets
+    ]
+    # seed 1 of gpi came from the first launch: the summary covers the run folder
+    assert [r[4] for r in rows] == sets * 2
+    csi = float(rows[-1][rows[-1].index("CSI@1") + 1])
+    assert csi == pytest.approx(record["metrics"][sets[-1]]["csi@1"], abs=5e-4)
+    assert "±" in rows[-1]
+
+
 def test_jobs_with_other_model_params_get_their_own_folders(tmp_path):
     assert main(["run", *overrides(tmp_path, "models=[power_law]")]) == 0
     params = "+model_params.power_law.min_rain=0.5"
