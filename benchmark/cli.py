@@ -108,7 +108,7 @@ def _parser() -> argparse.ArgumentParser:
         help="with --out: comma-separated formats among md, csv, tex, html (default: all)",
     )
     render.add_argument("--title", help="page title (default: the split name)")
-    render.add_argument("--name", help=NAME_HELP)
+    render.add_argument("--name", help=f"with --out: {NAME_HELP}")
     publish = board_sub.add_parser(
         "publish",
         help="render records (files or run dirs) into the published boards (leaderboard/results)",
@@ -370,6 +370,8 @@ def _render(
     from qpebench.leaderboard import leaderboard_markdown, render
     from qpebench.leaderboard.sources import load_records
 
+    if name is not None and out is None:
+        raise ConfigError("--name names the files of --out; add --out FOLDER")
     files, unfinished = _record_files(paths)
     for line in unfinished:
         print(f"qpebench: warning: {printable(line)}; rendering those", file=sys.stderr)

@@ -30,6 +30,7 @@ from qpebench.distributed import World, barrier, init_distributed
 from qpebench.errors import ConfigError
 from qpebench.evaluation import evaluate_model, metadata_strata
 from qpebench.leaderboard import leaderboard_markdown
+from qpebench.leaderboard.aggregate import group_records
 from qpebench.leaderboard.sources import find_records, load_records
 from qpebench.locks import cache_lock_file, folder_lock
 from qpebench.models import RainModel, TrainData, build_model
@@ -332,30 +333,26 @@ def _fit_and_record(
 
 
 def _summary(records: list[dict[str, Any]], run_dir: Path, board: Path | None) -> list[str]:
-    """One line per model configuration and test set of the run folder, then what next.
+    """One line per board entry (model configuration) and test set, then what next.
 
-    A configuration with one seed shows its CSI@1 and RMSE; with several, their mean ± standard
-    deviation over the seeds (the board has the intervals and the comparisons).
+    The figures are the board's (:func:`qpebench.leaderboard.aggregate.group_records`): CSI@1 and
+    RMSE of one seed, or their mean ± standard deviation over the seeds with a value.
     """
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for record in records:
-        key = json.dumps([record["model"]["name"], record["model_config"]], sort_keys=True)
-        groups.setdefault(key, []).append(record)
     lines = []
-    for group in groups.values():
-        group.sort(key=lambda r: int(r["seed"]))
-        seeds = [int(r["seed"]) for r in group]
-        label = "seed" if len(seeds) == 1 else "seeds"
-        who = f"{group[0]['model']['name']} {label} {', '.join(map(str, seeds))}"
-        for test_set in group[0]["metrics"]:
+    for entry in group_records(records).entries:
+        seeds = ", ".join(map(str, entry.seeds))
+        who = f"{entry.label} seed{'s' if len(entry.seeds) > 1 else ''} {seeds}"
+        for test_set in entry.test_sets:
             cells = []
             for metric, unit in (("csi@1", ""), ("rmse", " mm/h")):
-                values = [float(r["metrics"][test_set].get(metric, math.nan)) for r in group]
-                text = f"{np.mean(values):6.3f}"
-                if len(values) > 1:
-                    text += f" ± {np.std(values, ddof=1):.3f}"
+                stat = entry.stat(test_set, metric)
+                text = "–" if stat.missing else f"{stat.mean:.3f}"
+                if stat.n > 1:
+                    text += f" ± {stat.std:.3f}"
+                if 0 < stat.n < len(entry.seeds):
+                    text += f" (n={stat.n})"
                 cells.append(f"{metric.upper()} {text}{unit}")
-            lines.append(f"  {who:<32} {test_set:<24} {'  '.join(cells)}")
+            lines.append(f"  {who:<36} {test_set:<20} {'  '.join(cells)}")
     lines.append(f"run folder: {run_dir}")
     if board is not None:
         lines.append(f"board: {board}")

@@ -47,6 +47,7 @@ from qpebench.evaluation import DayStates, EvalSettings, ModelEvaluation, StateL
 from qpebench.metrics import metric_set
 from qpebench.names import check_name, confined
 from qpebench.records import MAX_CURVE_POINTS, MAX_STATES_BYTES, RecordError
+from qpebench.registry import load_builtins
 
 #: The name the runner gives a job's state file (beside ``record.json``).
 STATES_FILE = "states.npz"
@@ -117,6 +118,7 @@ def record_settings(record: Mapping[str, Any], source: str = "record") -> EvalSe
     Raises:
         RecordError: ``config.evaluation`` is not a valid evaluation block.
     """
+    load_builtins()  # an installed plugin's metric families, for a caller that is not the CLI
     block = record.get("config", {}).get("evaluation") or {}
     try:
         if not isinstance(block, Mapping):

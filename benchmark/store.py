@@ -21,6 +21,7 @@ import io
 import json
 import os
 import shutil
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -456,8 +457,13 @@ def _read_rows(
     return a, b, c, d
 
 
-#: libhdf5 chunk cache of each open shard dataset, in bytes (see ``SampleStore``).
-SHARD_CHUNK_CACHE = 1024**2
+#: libhdf5 chunk cache of each open shard dataset, in bytes: none. A sample is one chunk, read
+#: once per epoch, so a cache is never hit; libhdf5's default (8 MiB per dataset) and even 1 MiB
+#: grew a reader's memory with every shard it opened (docs/performance.md, training section).
+SHARD_CHUNK_CACHE = 0
+#: Shard files one reader (process) keeps open; the least recently used is closed beyond this, so
+#: a reader's memory does not grow with the size of the store.
+MAX_OPEN_SHARDS = 64
 
 
 class SampleStore:
@@ -521,7 +527,7 @@ class SampleStore:
         self._shard_of = self.metadata["shard"].map(self._shard_index).to_numpy()
         self._row_of = self.metadata["row"].to_numpy()
         self._files: dict[int, h5py.File] = {}
-        self._datasets: dict[int, tuple[h5py.Dataset, ...]] = {}
+        self._datasets: OrderedDict[int, tuple[h5py.Dataset, ...]] = OrderedDict()
         self._pid = os.getpid()
 
     @property
@@ -556,13 +562,16 @@ class SampleStore:
                 it was opened (a shard of the new store would not match the metadata read).
         """
         if os.getpid() != self._pid:  # forked into a data-loader worker: reopen
-            self._files, self._datasets = {}, {}
+            self._files, self._datasets = {}, OrderedDict()
             self._pid = os.getpid()
-        if shard not in self._datasets:
+        if shard in self._datasets:
+            self._datasets.move_to_end(shard)
+        else:
+            while len(self._datasets) >= MAX_OPEN_SHARDS:
+                oldest, _ = self._datasets.popitem(last=False)
+                self._files.pop(oldest).close()
             path = self.root / self.manifest["shards"][shard]["file"]
             try:
-                # one chunk per sample, read once per epoch: libhdf5's default chunk cache
-                # (8 MiB per open dataset) would only grow the memory with the shard count
                 f = h5py.File(path, "r", rdcc_nbytes=SHARD_CHUNK_CACHE)
                 self._datasets[shard] = tuple(f[name] for name in _ARRAYS)
             except (OSError, KeyError) as exc:
@@ -754,7 +763,7 @@ class SampleStore:
         """Close the open shard files."""
         for f in self._files.values():
             f.close()
-        self._files, self._datasets = {}, {}
+        self._files, self._datasets = {}, OrderedDict()
 
     def __enter__(self) -> SampleStore:
         return self

@@ -53,20 +53,19 @@ def render(
         The path written for each format.
 
     Raises:
-        ConfigError: An unknown format, or ``out_dir`` is not a writable folder.
+        ConfigError: An unknown format, a ``name`` that is not a safe file name, or ``out_dir``
+            is not a writable folder.
         RecordError: No record, a split name that is not safe as a file name, or a malformed
             curve or example.
-        ConfigError: ``name`` is not a safe file name.
     """
     for fmt in formats:
         if fmt not in FORMATS:
             raise ConfigError(unknown_name_message("leaderboard format", fmt, FORMATS))
-    board = group_records(records, states)
     if name is not None:
-        stem = check_name(name, "--name")
-    else:
-        stem = board.splits[0] if len(board.splits) == 1 else "leaderboard"
-        check_name(stem, "split name", error=RecordError)
+        check_name(name, "--name")
+    board = group_records(records, states)
+    stem = name or (board.splits[0] if len(board.splits) == 1 else "leaderboard")
+    check_name(stem, "split name", error=RecordError)
     check_writable(out_dir, "leaderboard output folder")
     texts = {fmt: FORMATS[fmt][1](board, title) for fmt in dict.fromkeys(formats)}
     written = {}

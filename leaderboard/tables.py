@@ -160,12 +160,7 @@ def detail_table(entries: Sequence[Entry]) -> pd.DataFrame:
     record's ``evaluation.ci_metrics`` names (a plugin's scores, ``fss17@1``, ``fbias@1``).
     """
     present = {m for e in entries for s in e.test_sets for m in e.metrics(s)}
-    named = [
-        str(m)
-        for e in entries
-        for r in e.records
-        for m in (r.get("config", {}).get("evaluation") or {}).get("ci_metrics") or ()
-    ]
+    named = [m for e in entries for r in e.records for m in _ci_metrics(r)]
     wanted = dict.fromkeys((*DETAIL_METRICS, *OPTIONAL_METRICS, *named))
     metrics = [m for m in wanted if m in present]
     rows = []
@@ -175,6 +170,14 @@ def detail_table(entries: Sequence[Entry]) -> pd.DataFrame:
                 {"model": e.label, "test_set": set_label(s), **{m: e.stat(s, m) for m in metrics}}
             )
     return pd.DataFrame(rows, columns=["model", "test_set", *metrics])
+
+
+def _ci_metrics(record: dict[str, Any]) -> list[str]:
+    """The names in the record's ``config.evaluation.ci_metrics`` (none where it is malformed)."""
+    config = record.get("config")
+    block = config.get("evaluation") if isinstance(config, dict) else None
+    names = block.get("ci_metrics") if isinstance(block, dict) else None
+    return [m for m in names if isinstance(m, str)] if isinstance(names, list) else []
 
 
 def strata_table(entries: Sequence[Entry]) -> pd.DataFrame:

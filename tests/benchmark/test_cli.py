@@ -100,6 +100,8 @@ def test_run_end_to_end_is_reproducible(tmp_path, capsys):
     assert (tmp_path / "board" / "europe_3_seeds.md").read_text() == first
     assert "--name" in one_error_line(capsys, [*named, "--name", "../escape"])
     assert not (tmp_path / "escape.md").exists()
+    err = one_error_line(capsys, ["leaderboard", "render", str(run), "--name", "x"])
+    assert "add --out" in err
     board = tmp_path / "rendered"
     assert main(["leaderboard", "render", str(run), "--out", str(board)]) == 0
     stem = board / "synthetic_europe_to_all"

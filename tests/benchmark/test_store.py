@@ -102,6 +102,28 @@ def test_round_trip_random_access(tmp_path):
     assert store.read([1], step=2).ir.shape[1] == 2
 
 
+def test_a_reader_keeps_a_bounded_number_of_shards_open(tiny_store, monkeypatch):
+    """Beyond MAX_OPEN_SHARDS the least recently used shard is closed, and reads stay exact."""
+    import qpebench.store as store_module
+
+    n_shards = len(tiny_store.manifest["shards"])
+    assert n_shards > 4
+    order = np.random.default_rng(0).permutation(len(tiny_store))
+    whole = SampleStore(tiny_store.root).read(order)
+    monkeypatch.setattr(store_module, "MAX_OPEN_SHARDS", 2)
+    bounded = SampleStore(tiny_store.root)
+    parts = [bounded.read(order[i : i + 5]) for i in range(0, order.size, 5)]
+    assert len(bounded._files) == 2 and len(bounded._datasets) == 2
+    np.testing.assert_array_equal(np.concatenate([p.ir for p in parts]), whole.ir)
+    np.testing.assert_array_equal(np.concatenate([p.rain for p in parts]), whole.rain)
+    np.testing.assert_array_equal(np.concatenate([p.valid for p in parts]), whole.valid)
+    # the most recently used shard stays open; a closed one is reopened when needed
+    last = int(bounded._shard_of[order[-1]])
+    assert last in bounded._files and bool(bounded._files[last].id.valid)
+    first = bounded.read(order[:1])
+    np.testing.assert_array_equal(first.ir, whole.ir[:1])
+
+
 def test_sample_follows_the_interface(tmp_path):
     store = write_store(tmp_path / "s", [make_batch(3, 0)])
     sample = validate_sample(store[2], name="s[2]")

@@ -143,6 +143,23 @@ def test_markdown_escapes_every_record_text(make_record, tmp_path):
         assert len(widths) == 1, table
 
 
+@pytest.mark.parametrize(
+    "evaluation", ["x", 5, {"ci_metrics": 5}, {"ci_metrics": True}, {"ci_metrics": "csi@1"}]
+)
+def test_a_malformed_evaluation_block_adds_no_detail_column(make_record, evaluation):
+    plain, odd = make_record("static_cnn", 0), make_record("static_cnn", 1)
+    odd["config"] = {"evaluation": evaluation}
+    assert markdown(group_records([plain, odd]), None).count("| model | test_set |") == 1
+
+
+def test_metric_names_from_records_are_escaped_as_column_headers(make_record):
+    record = make_record("static_cnn", 0)
+    record["metrics"]["id_test"][SCRIPT] = 0.5
+    record["config"] = {"evaluation": {"ci_metrics": [SCRIPT, 7]}}
+    text = markdown(group_records([record]), None)
+    assert "<script" not in text and "&lt;script>" in text
+
+
 def test_markdown_headings_from_split_names_are_escaped(make_record):
     records = [make_record(split=f"{SCRIPT}|{IMG}"), make_record(split="plain", train="conus")]
     for board_records in (records[:1], records):  # one split: the title; several: ## headings
