@@ -31,7 +31,7 @@ from qpebench.registry import DATASETS, MODELS, SPLITS, load_builtins
 from qpebench.splits import SplitSpec
 from qpebench.trainer import TrainSettings
 
-CONFIG_GROUPS = ("data", "split", "train")
+CONFIG_GROUPS = ("data", "split", "train", "model")
 
 
 def group_options(group: str) -> list[str]:
@@ -40,15 +40,22 @@ def group_options(group: str) -> list[str]:
     return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
+def _group_choices(group: str) -> list[str]:
+    """What ``group=NAME`` accepts: the packaged files, and the registered splits and models."""
+    if group == "model":
+        return MODELS.names()
+    options = group_options(group)
+    if group == "split":
+        options = sorted({*options, *SPLITS.names()})
+    return options
+
+
 def _explain_override_error(overrides: Sequence[str], exc: Exception) -> str:
     for item in overrides:
         key, _, value = item.partition("=")
         key = key.lstrip("+~")
-        options = group_options(key) if key in CONFIG_GROUPS else []
-        if key == "split":
-            options = sorted({*options, *SPLITS.names()})
-        if key in CONFIG_GROUPS and value not in options:
-            return unknown_name_message(f"{key} config", value, options)
+        if key in CONFIG_GROUPS and value not in _group_choices(key):
+            return unknown_name_message(f"{key} config", value, _group_choices(key))
     text = " ".join(line.strip() for line in str(exc).strip().splitlines()) or type(exc).__name__
     return f"bad override in {list(overrides)}: {text}"
 
@@ -60,7 +67,7 @@ def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
         ConfigError: An override does not parse or names an unknown key.
         UnknownNameError: An override selects an unknown option of a config group.
     """
-    register_split_options()
+    register_group_options()
     try:
         with initialize_config_module(config_module="qpebench.conf", version_base=None):
             cfg = compose(config_name="config", overrides=list(overrides))
@@ -237,8 +244,9 @@ def one_job(resolved: dict[str, Any]) -> dict[str, Any]:
         ConfigError: ``seed`` is not an integer >= 0.
     """
     out = dict(resolved)
-    model = out.get("model")
-    if model is not None:
+    chosen = out.get("model")
+    if chosen is not None:
+        model = chosen.get("name") if isinstance(chosen, dict) else None
         if not isinstance(model, str) or model not in MODELS:
             raise UnknownNameError(unknown_name_message("model", str(model), MODELS.names()))
         out["models"] = [model]
@@ -252,18 +260,20 @@ def one_job(resolved: dict[str, Any]) -> dict[str, Any]:
 
 def _split(mapping: dict[str, Any]) -> SplitSpec:
     """The split of the ``split`` group: its packaged file, or a registered plugin split."""
-    if set(mapping) == {"name"}:  # a plugin split registered in code (register_split_options)
+    if set(mapping) == {"name"}:  # a plugin split registered in code (register_group_options)
         spec: SplitSpec = SPLITS.get(str(mapping["name"]))
         return spec
     return SplitSpec.from_mapping(mapping)
 
 
-def register_split_options() -> None:
-    """Make every split of the ``SPLITS`` registry selectable as ``split=NAME``.
+def register_group_options() -> None:
+    """Make every registered split and model selectable: ``split=NAME`` and ``model=NAME``.
 
     Packaged splits are files of the ``split`` group; a plugin's split (registered in code or
     through the ``qpebench.splits`` entry point) gets a group option holding its name, which
-    :func:`run_config` resolves through the registry.
+    :func:`run_config` resolves through the registry. Every registered model (a plugin's too)
+    is an option ``{name: NAME}`` of the ``model`` group: Hydra's sweeps run over it, and no YAML
+    file has to follow the registry. A name that is not a safe file name gets no option.
     """
     load_builtins()
     store = ConfigStore.instance()
@@ -271,6 +281,12 @@ def register_split_options() -> None:
     for name in SPLITS.names():
         if name not in packaged:
             store.store(group="split", name=name, node={"name": name})
+    for name in MODELS.names():
+        try:
+            check_name(name, "model name")
+        except ConfigError:
+            continue  # refused by run_config when it is chosen through `models`
+        store.store(group="model", name=name, node={"name": name})
 
 
 def run_config(cfg: DictConfig) -> RunConfig:

@@ -32,7 +32,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig
 
 from qpebench.atomic import write_bytes_atomic, write_json_atomic
-from qpebench.config import compose_config, register_split_options, run_config
+from qpebench.config import compose_config, register_group_options, run_config
 from qpebench.errors import ConfigError
 from qpebench.leaderboard import leaderboard_markdown
 from qpebench.leaderboard.sources import load_records
@@ -55,7 +55,7 @@ def task(cfg: DictConfig) -> str:
         The run folder of the job's records.
     """
     load_builtins()
-    register_split_options()
+    register_group_options()
     if multiprocessing.get_start_method(allow_none=True) == "loky":
         # data-loader workers cannot start from a joblib (loky) worker with its start method
         multiprocessing.set_start_method("fork", force=True)

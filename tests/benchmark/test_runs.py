@@ -15,10 +15,11 @@ import pytest
 
 from qpebench.cli import main
 from qpebench.config import compose_config, run_config
-from qpebench.errors import ConfigError
+from qpebench.errors import ConfigError, UnknownNameError
 from qpebench.evaluation import EvalSettings, evaluate_set, merge_evaluations
 from qpebench.models import build_model
 from qpebench.records import load_record
+from qpebench.registry import MODELS
 from qpebench.runner import job_name
 
 REPO = Path(__file__).resolve().parents[2]
@@ -222,3 +223,19 @@ def test_model_and_seed_fold_into_one_job():
     assert cfg.models == ("early_fusion",) and cfg.seeds == (4,) and cfg.model_params == {}
     with pytest.raises(ConfigError, match="seed must be at least 0"):
         run_config(compose_config(["seed=-1"]))
+
+
+def test_model_is_a_config_group_of_every_registered_model():
+    """``model=NAME`` is an option of the ``model`` group, one per registry entry (a model
+    registered in code too); a misspelt one fails with the closest name."""
+    factory = MODELS.get("zero_rain")
+    MODELS.register("my_plugin_model", factory)
+    try:
+        cfg = compose_config(["model=my_plugin_model"])
+        assert cfg.model == {"name": "my_plugin_model"}
+        assert run_config(cfg).models == ("my_plugin_model",)
+    finally:
+        MODELS.unregister("my_plugin_model")
+    assert compose_config([]).get("model") is None
+    with pytest.raises(UnknownNameError, match="did you mean 'static_cnn'"):
+        compose_config(["model=static_cn"])
