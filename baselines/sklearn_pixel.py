@@ -37,7 +37,7 @@ from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestRegresso
 from threadpoolctl import threadpool_limits
 
 from qpebench.errors import ConfigError, FileFormatError
-from qpebench.limits import check_declared, check_zip, human
+from qpebench.limits import check_declared, check_zip, human, npy_header
 from qpebench.models import F32, ModelCard, RainModel, TrainData, check_input
 from qpebench.registry import MODELS
 
@@ -319,13 +319,7 @@ def _check_sizes(data: bytes, where: str) -> None:
 def _check_npy(archive: zipfile.ZipFile, info: zipfile.ZipInfo, where: str) -> None:
     """Refuse a ``.npy`` member whose header declares more data than the member holds."""
     with archive.open(info) as fh:
-        version = np.lib.format.read_magic(fh)
-        if version == (1, 0):
-            shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
-        elif version == (2, 0):
-            shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
-        else:
-            raise ConfigError(f"{where}: .npy format version {version} is not accepted")
+        shape, _, dtype = npy_header(fh, where)
     nbytes = math.prod(shape) * dtype.itemsize
     if nbytes > info.file_size:
         raise ConfigError(

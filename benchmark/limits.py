@@ -26,9 +26,10 @@ import zipfile
 import zlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import IO, Any, Final, Literal
 
 import h5py
+import numpy as np
 
 from qpebench.errors import ConfigError, FileFormatError
 
@@ -317,6 +318,26 @@ def check_zip(archive: zipfile.ZipFile, name: str | os.PathLike[str]) -> int:
         total += info.file_size
     _limit_for(f"{name} (all members)", total)
     return total
+
+
+def npy_header(fh: IO[bytes], name: str) -> tuple[tuple[int, ...], bool, np.dtype[Any]]:
+    """Shape, Fortran order and dtype of a ``.npy`` stream, from its header alone.
+
+    Reads only the magic and the header (the stream is left at the first data byte), so a caller
+    can compare what the header declares with what the member holds before reading the array.
+
+    Raises:
+        FileFormatError: Not a ``.npy`` header, or a format version other than 1.0 and 2.0.
+    """
+    try:
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            return np.lib.format.read_array_header_1_0(fh)
+        if version == (2, 0):
+            return np.lib.format.read_array_header_2_0(fh)
+    except (ValueError, SyntaxError, TypeError, EOFError) as exc:
+        raise FileFormatError(f"{name}: not a .npy array ({exc})") from None
+    raise FileFormatError(f"{name}: .npy format version {version} is not accepted")
 
 
 def check_declared(

@@ -42,8 +42,9 @@ import numpy as np
 import numpy.typing as npt
 
 from qpebench.atomic import atomic_path
-from qpebench.errors import ConfigError, QpebenchError
+from qpebench.errors import ConfigError, FileFormatError, QpebenchError
 from qpebench.evaluation import DayStates, EvalSettings, ModelEvaluation, StateLayout
+from qpebench.limits import npy_header
 from qpebench.metrics import metric_set
 from qpebench.names import check_name, confined
 from qpebench.records import MAX_CURVE_POINTS, MAX_STATES_BYTES, RecordError
@@ -249,16 +250,13 @@ def _array(archive: zipfile.ZipFile, name: str, source: str, kind: str, ndim: in
         raise RecordError(f"{where} is compressed; a state file stores its members uncompressed")
     try:
         raw = archive.read(info)
-        stream = io.BytesIO(raw)
-        version = np.lib.format.read_magic(stream)
-        if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(stream)
-        elif version == (2, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
-        else:
-            raise ValueError(f"unsupported .npy version {version}")
-    except (zipfile.BadZipFile, ValueError, SyntaxError, TypeError, EOFError) as exc:
+    except (zipfile.BadZipFile, ValueError, EOFError) as exc:
         raise RecordError(f"{where}: not an array ({exc})") from None
+    stream = io.BytesIO(raw)
+    try:
+        shape, fortran, dtype = npy_header(stream, where)
+    except FileFormatError as exc:
+        raise RecordError(str(exc)) from None
     wanted = dtype.kind == kind and (kind == "U" or dtype.itemsize == 8) and not dtype.hasobject
     if not wanted or len(shape) != ndim:
         raise RecordError(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import io
 import zipfile
 import zlib
 from pathlib import Path
@@ -17,12 +18,29 @@ from qpebench.limits import (
     check_zip,
     decompress_bounded,
     max_decompressed_bytes,
+    npy_header,
     parse_size,
     read_decompressed,
     read_zip_member,
 )
 
 ZEROS = bytes(1 << 20)
+
+
+def test_npy_header_reads_the_header_alone_and_refuses_other_versions():
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.save(buffer, np.zeros((3, 4), np.float32))
+    stream = io.BytesIO(buffer.getvalue())
+    assert npy_header(stream, "a.npy") == ((3, 4), False, np.dtype(np.float32))
+    assert len(buffer.getvalue()) - stream.tell() == 3 * 4 * 4  # left at the first data byte
+    other = bytearray(buffer.getvalue())
+    other[6] = 3  # format version 3.0
+    with pytest.raises(FileFormatError, match=r"a.npy: .npy format version \(3, 0\)"):
+        npy_header(io.BytesIO(bytes(other)), "a.npy")
+    with pytest.raises(FileFormatError, match="a.npy: not a .npy array"):
+        npy_header(io.BytesIO(b"PK\x03\x04 not numpy"), "a.npy")
 
 
 def bomb(codec: str, mib: int, head: bytes = b"") -> bytes:
