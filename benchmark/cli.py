@@ -315,7 +315,12 @@ def _splits(action: str, overrides: Sequence[str]) -> None:
 
     cfg = run_config(compose_config(list(overrides)))
     store = prepare_store(cfg.data, cfg.cache_dir, progress=cfg.progress)
-    split = cfg.split.resolve(store.metadata, patch_shape=store.patch_shape, frames=store.frames)
+    split = cfg.split.resolve(
+        store.metadata,
+        patch_shape=store.patch_shape,
+        frames=store.frames,
+        grids=store.manifest["grids"],
+    )
     _echo(f"split {cfg.split.name} on {store.root} (dataset version {store.dataset_version})")
     _echo(format_summary(split.summary(store.metadata)))
     domains = split.domains()

@@ -391,7 +391,12 @@ def run_benchmark(cfg: RunConfig, log: Callable[[str], None] = print) -> RunResu
     check_writable(cfg.runs_dir, "paths.runs")
     store = prepare_store(cfg.data, cfg.cache_dir, progress=cfg.progress and world.main, log=say)
     say(f"store {store.root} ({len(store)} samples, dataset version {store.dataset_version})")
-    split = cfg.split.resolve(store.metadata, patch_shape=store.patch_shape, frames=store.frames)
+    split = cfg.split.resolve(
+        store.metadata,
+        patch_shape=store.patch_shape,
+        frames=store.frames,
+        grids=store.manifest["grids"],
+    )
     say(f"split {cfg.split.name}:\n{format_summary(split.summary(store.metadata))}")
     metadata_strata(store.metadata, cfg.evaluation.strata)  # a bad stratifier fails before training
     device = str(resolve_device(cfg.train.device, world))

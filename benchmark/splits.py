@@ -14,12 +14,16 @@ Resolving a split on a store's metadata
    earlier set in the same region (the temporal buffer);
 3. refuses a split whose sets share a sample, or (given the store's patch shape and frames) hold
    two samples on the same grid whose patches intersect and whose input windows overlap or touch
-   (:class:`SplitLeakageError`).
+   (:class:`SplitLeakageError`); given the store's grids too, two samples on *different* grids
+   (other region labels, other projections) whose patches' latitude/longitude footprints
+   intersect at such times are refused as well, so one place and time cannot reach two sets
+   under two names.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib.resources import files
 from typing import Any
@@ -270,6 +274,83 @@ def _bucket_keys(grid: I64, row: I64, col: I64, shape: tuple[int, int]) -> tuple
     return key, stride
 
 
+#: Candidate pairs the footprint check expands at once (bounds its memory).
+_PAIR_BLOCK = 1 << 22
+#: Points sampled along each edge of a patch outline for its footprint.
+_EDGE_POINTS = 8
+
+
+def patch_footprints(
+    metadata: pd.DataFrame,
+    shape: tuple[int, int],
+    grids: Mapping[str, Mapping[str, Any]],
+    split: str = "",
+) -> npt.NDArray[np.float64]:
+    """Longitude/latitude box ``(lon_min, lon_max, lat_min, lat_max)`` of each sample's patch.
+
+    The outline of the patch (cells ``[row, row + H) × [col, col + W)`` of its grid) is sampled
+    along its edges and projected from the grid's CRS to WGS 84 longitude/latitude. A box wider
+    than 180° of longitude (a patch across the antimeridian) becomes every longitude.
+
+    Raises:
+        SplitError: A sample's grid is not in ``grids``, or a grid lacks its definition keys.
+    """
+    from pyproj import CRS, Transformer
+    from pyproj.exceptions import ProjError
+
+    h, w = shape
+    u = np.linspace(0.0, 1.0, _EDGE_POINTS)
+    one, zero = np.ones_like(u), np.zeros_like(u)
+    # (row, col) fractions of the outline: top, bottom, left, right edges
+    fr = np.concatenate([zero, one, u, u]) * h
+    fc = np.concatenate([u, u, zero, one]) * w
+    out = np.empty((len(metadata), 4))
+    grid_names = metadata["grid"].astype(str).to_numpy(object)
+    rows = metadata["patch_row"].to_numpy(np.float64)
+    cols = metadata["patch_col"].to_numpy(np.float64)
+    for name in dict.fromkeys(grid_names.tolist()):
+        spec = grids.get(name)
+        try:
+            if spec is None:
+                raise KeyError(name)
+            cell = float(spec["cell_size_m"])
+            x_min, y_max = float(spec["x_min"]), float(spec["y_max"])
+            to_lonlat = Transformer.from_crs(
+                CRS.from_user_input(spec["crs"]), CRS.from_epsg(4326), always_xy=True
+            )
+        except (KeyError, TypeError, ValueError, ProjError) as exc:
+            raise SplitError(
+                f"split {split!r}: grid {name!r} of the store has no usable definition for the "
+                f"footprint check ({type(exc).__name__}: {exc})"
+            ) from None
+        sel = np.flatnonzero(grid_names == name)
+        x = x_min + (cols[sel, None] + fc[None, :]) * cell
+        y = y_max - (rows[sel, None] + fr[None, :]) * cell
+        lon, lat = to_lonlat.transform(x, y)
+        lon, lat = np.asarray(lon), np.asarray(lat)
+        box = np.stack([lon.min(1), lon.max(1), lat.min(1), lat.max(1)], axis=1)
+        wide = box[:, 1] - box[:, 0] > 180.0
+        box[wide, 0], box[wide, 1] = -180.0, 180.0
+        out[sel] = box
+    return out
+
+
+def _expanded_pairs(query: I64, lo: I64, hi: I64, target: I64) -> Iterator[tuple[I64, I64]]:
+    """Every pair (query[k], target[lo[k]:hi[k]]), in blocks of at most :data:`_PAIR_BLOCK`."""
+    counts = hi - lo
+    start = 0
+    while start < query.size:
+        total = np.cumsum(counts[start:])
+        stop = start + max(1, int(np.searchsorted(total, _PAIR_BLOCK, "right")))
+        c = counts[start:stop]
+        n = int(c.sum())
+        if n:
+            q = np.repeat(query[start:stop], c)
+            offset = np.arange(n) - np.repeat(np.cumsum(c) - c, c)
+            yield q, target[np.repeat(lo[start:stop], c) + offset]
+        start = stop
+
+
 def _near_pairs(m: _Members, query: I64, target: I64, shape: tuple[int, int]) -> tuple[I64, I64]:
     """Positions (in ``m``) of the pairs query × target whose patches and input windows meet."""
     ukeys, bucket = np.unique(m.key[target], return_inverse=True)
@@ -387,6 +468,7 @@ class SplitSpec:
         *,
         patch_shape: tuple[int, int] | None = None,
         frames: int | None = None,
+        grids: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> ResolvedSplit:
         """Apply the split to a store's metadata table.
 
@@ -395,6 +477,9 @@ class SplitSpec:
             patch_shape: The store's (H, W); given, intersecting patches of different sets at
                 adjacent times are refused (needs the columns in :data:`PATCH_COLUMNS`).
             frames: Frames per sample in the store (default 1): sets the input window.
+            grids: The store's grid definitions (``manifest["grids"]``: ``crs``,
+                ``cell_size_m``, ``x_min``, ``y_max``); given with ``patch_shape``, patches on
+                different grids are compared by their latitude/longitude footprints.
 
         Raises:
             SplitError: A filter names a column the metadata lacks or compares a bound with
@@ -419,6 +504,8 @@ class SplitSpec:
             if h < 1 or w < 1:
                 raise SplitError(f"split {self.name!r}: patch_shape {patch_shape} must be positive")
             self._check_patches(table, sets, (h, w), n_frames)
+            if grids is not None:
+                self._check_footprints(table, sets, (h, w), n_frames, grids)
         if "frame_step_s" in metadata.columns or self.temporal_buffer_hours == 0:
             self._check_adjacent_times(table, sets, n_frames)
         return ResolvedSplit(spec=self, sets=sets, dropped_by_buffer=dropped)
@@ -535,6 +622,82 @@ class SplitSpec:
         second = np.concatenate([p[1] for p in pairs])
         if first.size:
             raise SplitLeakageError(self._leak_message(m, names, first, second))
+
+    def _check_footprints(
+        self,
+        table: _Table,
+        sets: dict[str, I64],
+        shape: tuple[int, int],
+        frames: int,
+        grids: Mapping[str, Mapping[str, Any]],
+    ) -> None:
+        """Refuse patches of two sets on different grids whose footprints meet at adjacent times.
+
+        A footprint is the latitude/longitude box of the patch's outline (its edges sampled and
+        projected with pyproj), so the test errs on the side of refusing.
+        """
+        table.require(PATCH_COLUMNS, "the footprint check")
+        md = table.metadata
+        grid = md["grid"].astype(str).to_numpy(object)
+        if len(set(grid.tolist())) < 2:
+            return  # one grid: the exact patch check above covers it
+        names = list(sets)
+        index = np.concatenate(list(sets.values()))
+        set_no = np.repeat(np.arange(len(names)), [s.size for s in sets.values()])
+        box = patch_footprints(md.iloc[index], shape, grids, self.name)
+        grid_no = pd.factorize(grid[index])[0]
+        time = table.seconds()[index]
+        reach = frames * md["frame_step_s"].to_numpy(np.int64)[index]
+        for k in range(1, len(names)):
+            earlier = np.flatnonzero(set_no < k)
+            earlier = earlier[np.argsort(time[earlier], kind="stable")]
+            later = np.flatnonzero(set_no == k)
+            window = int(reach.max())
+            lo = np.searchsorted(time[earlier], time[later] - window, "left")
+            hi = np.searchsorted(time[earlier], time[later] + window, "right")
+            for q, t in _expanded_pairs(later, lo, hi, earlier):
+                hit = (
+                    (grid_no[q] != grid_no[t])
+                    & (np.abs(time[q] - time[t]) <= np.maximum(reach[q], reach[t]))
+                    & (box[q, 0] <= box[t, 1])
+                    & (box[t, 0] <= box[q, 1])
+                    & (box[q, 2] <= box[t, 3])
+                    & (box[t, 2] <= box[q, 3])
+                )
+                if hit.any():
+                    i, j = int(t[hit][0]), int(q[hit][0])
+                    raise SplitLeakageError(
+                        self._footprint_message(md, names, index, set_no, box, (i, j), hit.sum())
+                    )
+
+    def _footprint_message(
+        self,
+        md: pd.DataFrame,
+        names: list[str],
+        index: I64,
+        set_no: I64,
+        box: npt.NDArray[np.float64],
+        pair: tuple[int, int],
+        count: int,
+    ) -> str:
+        i, j = pair
+        stamps = pd.to_datetime(md["time"].iloc[index[[i, j]]], utc=True)
+
+        def where(p: int) -> str:
+            row = md.iloc[int(index[p])]
+            lon0, lon1, lat0, lat1 = box[p]
+            return (
+                f"sample {int(index[p])} ({stamps.iloc[0 if p == i else 1]:%Y-%m-%dT%H:%M:%SZ}, "
+                f"region {str(row.get('region', '?'))!r}, grid {str(row['grid'])!r}, "
+                f"lon {lon0:.2f}..{lon1:.2f}, lat {lat0:.2f}..{lat1:.2f})"
+            )
+
+        return (
+            f"split {self.name!r}: sets {names[set_no[i]]!r} and {names[set_no[j]]!r} hold "
+            f"patches on different grids that cover the same place at adjacent times: {where(i)} "
+            f"and {where(j)}; {count} such pairs in this block. Separate the sets in time "
+            "(temporal_buffer_hours) or in space."
+        )
 
     def _leak_message(self, m: _Members, names: list[str], first: I64, second: I64) -> str:
         order = np.lexsort((m.time[first], m.set_no[second], m.set_no[first]))

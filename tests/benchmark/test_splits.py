@@ -18,6 +18,7 @@ from qpebench.splits import (
     SplitLeakageError,
     SplitSpec,
     format_summary,
+    patch_footprints,
     sample_times,
 )
 
@@ -307,6 +308,105 @@ def test_what_does_not_leak():
     )
     resolved = spec.resolve(other_region, patch_shape=(64, 64), frames=4)
     assert resolved.sets["id_test"].tolist() == [1]
+
+
+#: Two grids over Germany: a 4 km European LAEA grid and a 1 km national one (another
+#: projection centre and cell size, stored under another region label).
+GRIDS = {
+    "europe": {
+        "crs": "+proj=laea +lat_0=51 +lon_0=8.5 +ellps=WGS84 +units=m",
+        "cell_size_m": 4000.0,
+        "x_min": -1360000.0,
+        "y_max": 1108000.0,
+    },
+    "germany": {
+        "crs": "+proj=stere +lat_0=90 +lat_ts=60 +lon_0=10 +ellps=WGS84 +units=m",
+        "cell_size_m": 1000.0,
+        "x_min": -523462.0,
+        "y_max": -3758645.0,
+    },
+}
+
+
+def two_grid_meta(germany_time: str, germany_origin: tuple[int, int]) -> pd.DataFrame:
+    """A Europe patch over central Germany at T0 (train) and a Germany patch (test)."""
+    m = pd.DataFrame(
+        [
+            (T0, "europe", "europe", 277, 340),
+            (T2, "europe", "europe", 0, 0),
+            (germany_time, "germany", "germany", *germany_origin),
+        ],
+        columns=["time", "region", "grid", "patch_row", "patch_col"],
+    )
+    m["frame_step_s"] = 900
+    m["rain_fraction"] = 0.1
+    return m
+
+
+TWO_GRIDS = {
+    "name": "two_grids",
+    "temporal_buffer_hours": 0,
+    "train": {"region": "europe", "time": [T0]},
+    "id_val": {"region": "europe", "time": [T2]},
+    "id_test": {"region": "germany"},
+}
+
+
+def lonlat_box(grid: str, row: int, col: int, shape=(64, 64)) -> tuple[float, ...]:
+    """The patch's corner cells' centres in lon/lat, projected here with pyproj directly."""
+    from pyproj import Transformer
+
+    g = GRIDS[grid]
+    to_lonlat = Transformer.from_crs(g["crs"], "EPSG:4326", always_xy=True)
+    cell = g["cell_size_m"]
+    xs = [g["x_min"] + (col + c + 0.5) * cell for c in (0, shape[1] - 1)]
+    ys = [g["y_max"] - (row + r + 0.5) * cell for r in (0, shape[0] - 1)]
+    lon, lat = to_lonlat.transform([x for x in xs for _ in ys], [y for _ in xs for y in ys])
+    return min(lon), max(lon), min(lat), max(lat)
+
+
+def test_patch_footprints_hold_the_patch_and_no_more_than_a_cell_around_it():
+    m = two_grid_meta(T0, (450, 500))
+    boxes = patch_footprints(m, (64, 64), GRIDS)
+    for box, row in zip(boxes, m.itertuples(), strict=True):
+        lon0, lon1, lat0, lat1 = lonlat_box(row.grid, row.patch_row, row.patch_col)
+        assert box[0] <= lon0 and box[1] >= lon1 and box[2] <= lat0 and box[3] >= lat1
+        # a cell of 4 km is at most ~0.06° of longitude at these latitudes
+        assert lon0 - box[0] < 0.1 and box[1] - lon1 < 0.1 and box[3] - lat1 < 0.05
+    with pytest.raises(SplitError, match="grid 'germany' of the store has no usable definition"):
+        patch_footprints(m, (64, 64), {"europe": GRIDS["europe"]}, "s")
+
+
+def test_one_place_under_two_grids_and_labels_at_adjacent_times_is_refused():
+    germany = lonlat_box("germany", 450, 500)
+    europe = lonlat_box("europe", 277, 340)
+    assert germany[0] < europe[1] and europe[0] < germany[1]  # the two patches overlap
+    assert germany[2] < europe[3] and europe[2] < germany[3]
+    m = two_grid_meta("2021-01-01T00:30:00Z", (450, 500))
+    spec = SplitSpec.from_mapping(TWO_GRIDS)
+    # the label- and grid-based checks alone do not see it
+    assert spec.resolve(m, patch_shape=(64, 64), frames=4).sets["id_test"].tolist() == [2]
+    with pytest.raises(SplitLeakageError) as err:
+        spec.resolve(m, patch_shape=(64, 64), frames=4, grids=GRIDS)
+    message = str(err.value)
+    assert "sets 'train' and 'id_test' hold patches on different grids" in message
+    assert "sample 0 (2021-01-01T00:00:00Z, region 'europe', grid 'europe'" in message
+    assert "sample 2 (2021-01-01T00:30:00Z, region 'germany', grid 'germany'" in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("when", "origin"),
+    [
+        ("2021-01-01T01:15:00Z", (450, 500)),  # same place, windows 75 min apart: they do not touch
+        ("2021-01-01T00:30:00Z", (0, 0)),  # same time, the far corner of the German grid
+    ],
+)
+def test_two_grids_apart_in_time_or_space_do_not_leak(when, origin):
+    m = two_grid_meta(when, origin)
+    spec = SplitSpec.from_mapping(TWO_GRIDS)
+    resolved = spec.resolve(m, patch_shape=(64, 64), frames=4, grids=GRIDS)
+    assert resolved.sets["id_test"].tolist() == [2]
 
 
 def test_adjacent_times_elsewhere_in_the_region_are_refused():
