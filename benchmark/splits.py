@@ -376,20 +376,14 @@ def _near_pairs(m: _Members, query: I64, target: I64, shape: tuple[int, int]) ->
                 hi_t = np.minimum(m.time[q] + window - t0, span - 1)
                 lo = np.searchsorted(comp, b * span + lo_t, "left")
                 hi = np.searchsorted(comp, b * span + hi_t, "right")
-                counts = hi - lo
-                total = int(counts.sum())
-                if total == 0:
-                    continue
-                qi = np.repeat(q, counts)
-                offset = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
-                ti = target[np.repeat(lo, counts) + offset]
-                hit = (
-                    (np.abs(m.row[qi] - m.row[ti]) < shape[0])
-                    & (np.abs(m.col[qi] - m.col[ti]) < shape[1])
-                    & (np.abs(m.time[qi] - m.time[ti]) <= np.maximum(m.reach[qi], m.reach[ti]))
-                )
-                found_q.append(qi[hit])
-                found_t.append(ti[hit])
+                for qi, ti in _expanded_pairs(q, lo, hi, target):
+                    hit = (
+                        (np.abs(m.row[qi] - m.row[ti]) < shape[0])
+                        & (np.abs(m.col[qi] - m.col[ti]) < shape[1])
+                        & (np.abs(m.time[qi] - m.time[ti]) <= np.maximum(m.reach[qi], m.reach[ti]))
+                    )
+                    found_q.append(qi[hit])
+                    found_t.append(ti[hit])
     if not found_q:
         return np.empty(0, np.int64), np.empty(0, np.int64)
     return np.concatenate(found_q), np.concatenate(found_t)
@@ -648,11 +642,11 @@ class SplitSpec:
         grid_no = pd.factorize(grid[index])[0]
         time = table.seconds()[index]
         reach = frames * md["frame_step_s"].to_numpy(np.int64)[index]
+        window = int(reach.max())
         for k in range(1, len(names)):
             earlier = np.flatnonzero(set_no < k)
             earlier = earlier[np.argsort(time[earlier], kind="stable")]
             later = np.flatnonzero(set_no == k)
-            window = int(reach.max())
             lo = np.searchsorted(time[earlier], time[later] - window, "left")
             hi = np.searchsorted(time[earlier], time[later] + window, "right")
             for q, t in _expanded_pairs(later, lo, hi, earlier):
