@@ -20,7 +20,9 @@ decoder and head (:class:`qpebench.baselines.unet.UNet2d`) to the raw outputs de
 Each factory takes ``frames, bands, step``, the decoder ``width`` (or a ``param_budget`` that picks
 the width whose total parameter count is closest to it, for comparisons at matched cost), the
 stem width ``stem_width``, the optional outputs (``probability``, ``rain_threshold``,
-``quantiles``) and the training settings ``train``.
+``quantiles``), ``oracle_inputs`` (hidden generator states appended to the bands as channels of
+every frame, for the ceiling of what an input can add: ``docs/synthetic.md``) and the training
+settings ``train``.
 
 A network is first built on the meta device (shapes only, no memory) and refused if it would have
 more than :data:`qpebench.models.MAX_PARAMETERS` parameters, so a configuration or a model file
@@ -40,6 +42,7 @@ from qpebench.baselines.unet import UNet2d
 from qpebench.errors import ConfigError
 from qpebench.models import MAX_PARAMETERS, ModelCard
 from qpebench.registry import MODELS
+from qpebench.sample import check_oracle_inputs
 from qpebench.trainer import TrainSettings, train_settings
 from qpebench.training import OutputSpec, TorchRainModel
 
@@ -242,15 +245,18 @@ def _factory(name: str) -> Callable[..., TorchRainModel]:
         probability: bool = False,
         rain_threshold: float = 1.0,
         quantiles: Sequence[float] = (),
+        oracle_inputs: Sequence[str] = (),
         train: TrainSettings | Mapping[str, Any] | None = None,
     ) -> TorchRainModel:
         used_frames = 1 if single_frame else frames
+        oracle = check_oracle_inputs(oracle_inputs, name)
+        channels = len(bands) + len(oracle)
         if stem_width < (0 if default_stem_width == 0 else 1) or width < 1:
             raise ConfigError(f"{name}: width and stem_width must be positive")
         outputs = OutputSpec(probability, rain_threshold, tuple(quantiles))
         try:
             with torch.device("meta"):  # shapes only: the size is checked before anything is built
-                stem, features = build_stem(used_frames, len(bands), stem_width)
+                stem, features = build_stem(used_frames, channels, stem_width)
                 if param_budget is not None:
                     width = budget_width(stem, features, outputs.channels, param_budget)
                 count = _parameters(RainNet(stem, UNet2d(features, width, outputs.channels)))
@@ -262,7 +268,7 @@ def _factory(name: str) -> Callable[..., TorchRainModel]:
                 f"{name}: width {width}, stem width {stem_width} make {made} parameters; a model "
                 f"may have at most {MAX_PARAMETERS:,}"
             )
-        stem, features = build_stem(used_frames, len(bands), stem_width)
+        stem, features = build_stem(used_frames, channels, stem_width)
         stem_text = f", stem width {stem_width}" if default_stem_width else ""
         card = ModelCard(
             name=name,
@@ -271,6 +277,7 @@ def _factory(name: str) -> Callable[..., TorchRainModel]:
             frames=used_frames,
             bands=tuple(bands),
             step=1 if single_frame else step,
+            oracle_inputs=oracle,
         )
         net = RainNet(stem, UNet2d(features, width, outputs.channels))
         return TorchRainModel(card, net, train_settings(train), outputs)

@@ -106,6 +106,19 @@ def _check_span(frames: int, step: int, stored: int, where: str = "") -> None:
         )
 
 
+def _check_window(value: Any, key: str) -> float | None:
+    """``key``: an input window in minutes (>= 0), or ``None``.
+
+    Raises:
+        ConfigError: Not a number of minutes >= 0.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ConfigError(f"{key} must be a number of minutes >= 0, got {printable(repr(value))}")
+    return float(value)
+
+
 def _check_bands(value: Any, data: dict[str, Any], key: str) -> tuple[str, ...]:
     """``key``'s band selection: canonical bands (one name or a list), every one in the data.
 
@@ -132,7 +145,7 @@ def _check_bands(value: Any, data: dict[str, Any], key: str) -> tuple[str, ...]:
 def _model_params(
     name: str, own: Any, data: dict[str, Any], frames: int, step: int, stored: int
 ) -> dict[str, Any]:
-    """``model_params.<name>``, its input overrides (``frames``, ``step``, ``bands``) checked.
+    """``model_params.<name>``, its input overrides checked (frames, step, bands, window_min).
 
     Args:
         name: The model.
@@ -154,6 +167,10 @@ def _model_params(
     for item in ("frames", "step"):
         if item in params:
             params[item] = _check_int(params[item], f"{key}.{item}", 1)
+    if "window_min" in params:
+        if "frames" in params:
+            raise ConfigError(f"{key}: give frames or window_min, not both")
+        params["window_min"] = _check_window(params["window_min"], f"{key}.window_min")
     if "frames" in params or "step" in params:
         _check_span(
             params.get("frames", frames),
@@ -217,6 +234,7 @@ class RunConfig:
     model_params: dict[str, dict[str, Any]]
     frames: int
     step: int
+    window_min: float | None
     param_budget: int | None
     bands: tuple[str, ...]
     seeds: tuple[int, ...]
@@ -366,6 +384,7 @@ def run_config(cfg: DictConfig) -> RunConfig:
         model_params=model_params,
         frames=frames,
         step=step,
+        window_min=_check_window(resolved.get("window_min"), "window_min"),
         param_budget=param_budget,
         bands=bands,
         seeds=tuple(seeds),

@@ -42,7 +42,7 @@ import pandas as pd
 from qpebench.distributed import all_gather, current_world
 from qpebench.errors import ConfigError
 from qpebench.metrics import RATE_FAMILIES, Accumulator, FSSAccumulator, metric_set
-from qpebench.models import RainModel
+from qpebench.models import RainModel, read_inputs
 from qpebench.records import encode_field
 from qpebench.sample import cos_solar_zenith
 from qpebench.store import SampleStore
@@ -469,7 +469,7 @@ def _example(model: RainModel, store: SampleStore, index: int, test_set: str) ->
     Encoded with :func:`~qpebench.records.encode_field` to 0.01 K and 0.01 mm/h.
     """
     card = model.card
-    batch = store.read([index], frames=card.frames, step=card.step, bands=card.bands)
+    batch = read_inputs(store, [index], card)
     pred = model.predict(batch.ir)[0]
     ir = store.read([index], frames=1, bands=["IR10.8"]).ir[0, -1, 0]
     truth = np.where(batch.valid[0], batch.rain[0], np.nan)
@@ -518,7 +518,7 @@ def evaluate_set(
     tb_labels = _tb_labels()
     for start in range(0, indices.size, EVAL_BLOCK):
         block = indices[start : start + EVAL_BLOCK]
-        batch = store.read(block, frames=card.frames, step=card.step, bands=card.bands)
+        batch = read_inputs(store, block, card)
         outputs = model.predict_outputs(batch.ir)
         regimes = rain_regime(batch.rain, batch.valid) if want_regime else None
         for i in range(block.size):
@@ -661,6 +661,34 @@ def evaluate_model(
             pick = int(idx[0])
         result.examples[name] = _example(model, store, pick, name)
     return result
+
+
+def truth_ceiling(
+    store: SampleStore, test_sets: Mapping[str, npt.NDArray[np.int64]], settings: EvalSettings
+) -> dict[str, dict[str, float]]:
+    """The scores of a perfect retrieval against the radar, per test set.
+
+    The store's ``true_rain`` (the generator's surface rain before the radar sees it) is scored
+    as a model's rate with the run's metric families: no retrieval scores better against this
+    radar except by learning the radar's own errors. The scores are those of the interval and
+    paired metrics (``ci_metrics``, ``paired_metrics``). Empty for a store without true rain
+    (every real archive).
+    """
+    if "true_rain" not in store.aux:
+        return {}
+    layout = StateLayout(metric_set(settings.metrics))
+    out = {}
+    for name, idx in test_sets.items():
+        families = [f.fresh() for f in layout.families]
+        for start in range(0, idx.size, EVAL_BLOCK):
+            block = idx[start : start + EVAL_BLOCK]
+            batch = store.read(block, frames=1, bands=store.bands[:1], aux=["true_rain"])
+            for fam in families:
+                fam.update(batch.aux["true_rain"], batch.rain, batch.valid)
+        scores = layout.scores(layout.state_of(families))
+        wanted = (*settings.ci_metrics, *settings.paired_metrics)
+        out[name] = {m: scores[m] for m in dict.fromkeys(wanted) if m in scores}
+    return out
 
 
 def paired_tests(

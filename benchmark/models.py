@@ -20,7 +20,7 @@ import inspect
 import zipfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,8 @@ from qpebench.atomic import write_with
 from qpebench.errors import ConfigError, FileFormatError, SampleValidationError, one_line
 from qpebench.limits import check_declared, check_zip, human
 from qpebench.registry import MODELS, load_builtins
-from qpebench.store import SampleStore
+from qpebench.sample import check_oracle_inputs
+from qpebench.store import SampleBatch, SampleStore, stack_oracle
 
 F32 = npt.NDArray[np.float32]
 
@@ -70,6 +71,10 @@ class ModelCard:
         flops_per_sample: Floating-point operations of one forward pass on one 64×64 patch
             (for tree ensembles: node comparisons; see ``docs/models.md``).
         causal: Uses only frames at or before the target time.
+        oracle_inputs: Hidden generator states the model reads as extra channels of every
+            frame (:data:`~qpebench.sample.AUX_FIELDS` of role ``oracle``), to measure what an
+            input could add at most; a truth field (``true_rain``) is refused. Empty for every
+            model that estimates rain from IR alone.
     """
 
     name: str
@@ -85,11 +90,21 @@ class ModelCard:
     parameters: int = 0
     flops_per_sample: int = 0
     causal: bool = True
+    oracle_inputs: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        checked = check_oracle_inputs(self.oracle_inputs, f"model {self.name}")
+        object.__setattr__(self, "oracle_inputs", checked)
+
+    @property
+    def channels(self) -> int:
+        """Input channels per frame: the bands, then the oracle fields."""
+        return len(self.bands) + len(self.oracle_inputs)
 
     def to_json(self) -> dict[str, Any]:
         """The card as plain JSON types."""
         out = asdict(self)
-        for key in ("bands", "outputs", "quantile_levels"):
+        for key in ("bands", "outputs", "quantile_levels", "oracle_inputs"):
             out[key] = list(out[key])
         return out
 
@@ -100,17 +115,35 @@ class ModelCard:
 
 
 def check_input(card: ModelCard, ir: F32) -> None:
-    """Check that ``ir`` is ``(N, card.frames, len(card.bands), H, W)``.
+    """Check that ``ir`` is ``(N, card.frames, card.channels, H, W)``.
 
     Raises:
         SampleValidationError: The shape does not match the card.
     """
-    expected = (card.frames, len(card.bands))
+    expected = (card.frames, card.channels)
     if ir.ndim != 5 or tuple(ir.shape[1:3]) != expected:
+        oracle = f" then oracle fields {list(card.oracle_inputs)}" if card.oracle_inputs else ""
         raise SampleValidationError(
-            f"{card.name} takes IR (N, T={card.frames}, C={len(card.bands)}, H, W) with bands "
-            f"{list(card.bands)}, got shape {tuple(ir.shape)}"
+            f"{card.name} takes IR (N, T={card.frames}, C={card.channels}, H, W) with bands "
+            f"{list(card.bands)}{oracle}, got shape {tuple(ir.shape)}"
         )
+
+
+def read_inputs(
+    store: SampleStore, indices: npt.NDArray[np.int64] | Sequence[int], card: ModelCard
+) -> SampleBatch:
+    """The samples as ``card``'s model sees them.
+
+    Its frames, step and bands, then its oracle fields as extra channels of every frame
+    (:func:`~qpebench.store.stack_oracle`).
+
+    Raises:
+        UnknownNameError: The store lacks a band or an oracle field the card names.
+    """
+    batch = store.read(
+        indices, frames=card.frames, step=card.step, bands=card.bands, aux=card.oracle_inputs
+    )
+    return replace(batch, ir=stack_oracle(batch, card.oracle_inputs))
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import json
 import math
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -28,12 +28,12 @@ from qpebench.atomic import write_bytes_atomic, write_json_atomic
 from qpebench.config import RunConfig
 from qpebench.distributed import World, barrier, init_distributed
 from qpebench.errors import ConfigError
-from qpebench.evaluation import evaluate_model, metadata_strata
+from qpebench.evaluation import EvalSettings, evaluate_model, metadata_strata, truth_ceiling
 from qpebench.leaderboard import leaderboard_markdown
 from qpebench.leaderboard.aggregate import group_records
 from qpebench.leaderboard.sources import find_records, load_records
 from qpebench.locks import cache_lock_file, folder_lock
-from qpebench.models import RainModel, TrainData, build_model
+from qpebench.models import ModelCard, RainModel, TrainData, build_model
 from qpebench.names import check_writable, confined
 from qpebench.records import (
     SCHEMA,
@@ -44,6 +44,7 @@ from qpebench.records import (
     write_record,
 )
 from qpebench.registry import DATASETS, MODELS, load_builtins
+from qpebench.sample import frames_for_window
 from qpebench.splits import format_summary
 from qpebench.states import STATES_FILE, read_states, write_states
 from qpebench.store import MANIFEST, SampleStore, remove_store
@@ -121,15 +122,24 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed % 2**32)  # noqa: NPY002 - third-party code may draw from it
 
 
-def build_configured(name: str, cfg: RunConfig) -> RainModel:
+def build_configured(name: str, cfg: RunConfig, frame_step_s: int | None = None) -> RainModel:
     """Instantiate registry model ``name`` for the configured input and parameters.
 
     ``train`` and ``param_budget`` go to the models that take them; ``model_params.<name>``
     overrides them (``model_params.<name>.train`` setting by setting) and the input
-    (``frames``, ``step``, ``bands``, checked by :func:`qpebench.config.run_config`).
+    (``frames``, ``step``, ``bands``, ``window_min``, checked by
+    :func:`qpebench.config.run_config`). The most specific input setting wins: the model's
+    ``frames`` or ``window_min``, then the global ``window_min``, then the global ``frames``.
+
+    Args:
+        name: Registry name.
+        cfg: The run configuration.
+        frame_step_s: The training set's frame interval, which turns a ``window_min`` into
+            frames (:func:`qpebench.sample.frames_for_window`).
 
     Raises:
-        ConfigError: ``model_params`` names an argument the model does not take.
+        ConfigError: ``model_params`` names an argument the model does not take, or a
+            ``window_min`` without ``frame_step_s`` or not a whole number of intervals.
     """
     accepted = inspect.signature(MODELS.get(name)).parameters
     params: dict[str, Any] = {}
@@ -141,9 +151,17 @@ def build_configured(name: str, cfg: RunConfig) -> RainModel:
     if isinstance(own.get("train"), dict) and "train" in accepted:
         own["train"] = {**asdict(cfg.train), **own["train"]}  # override single settings
     params.update(own)
+    window = params.pop("window_min", None if "frames" in params else cfg.window_min)
     frames = params.pop("frames", cfg.frames)
     step = params.pop("step", cfg.step)
     bands = params.pop("bands", cfg.bands)
+    if window is not None:
+        if frame_step_s is None:
+            raise ConfigError(
+                f"{name}: window_min={window:g} needs the training set's frame interval; "
+                "qpebench run resolves it on the store"
+            )
+        frames = frames_for_window(window, frame_step_s, step)
     return build_model(name, frames=frames, step=step, bands=bands, **params)
 
 
@@ -278,7 +296,7 @@ def _fit_and_record(
 ) -> dict[str, Any]:
     cfg, world, store = ctx.cfg, ctx.world, ctx.store
     seed_everything(seed)
-    model = build_configured(name, cfg)
+    model = build_configured(name, cfg, frame_step(store, ctx.data.train, "train"))
     t0 = time.perf_counter()
     checkpoints = confined(job_dir, CHECKPOINT_DIR)
     training = model.fit(
@@ -309,6 +327,9 @@ def _fit_and_record(
             "examples": ev.examples,
             "states": write_states(states_path, ev),
             "n_samples": {k: int(v.size) for k, v in ctx.test_sets.items()},
+            "input_window_min": _windows(
+                model.card, store, {"train": ctx.data.train, **ctx.test_sets}
+            ),
             "config": cfg.resolved,
             "dataset": {
                 "adapter": store.manifest["adapter"],
@@ -421,6 +442,7 @@ def run_benchmark(cfg: RunConfig, log: Callable[[str], None] = print) -> RunResu
             "dropped_by_buffer": split.dropped_by_buffer,
             "train_domain": domains["train"],
             "test_domains": {k: domains[k] for k in split.test_sets},
+            **_ceiling(store, split.test_sets, cfg.evaluation),
         },
         provenance=prov,
         run_dir=run_dir,
@@ -446,6 +468,42 @@ def run_benchmark(cfg: RunConfig, log: Callable[[str], None] = print) -> RunResu
         leaderboard_path=board,
         summary=_summary(records_in_run, run_dir, board),
     )
+
+
+def _ceiling(
+    store: SampleStore, test_sets: Mapping[str, Any], settings: EvalSettings
+) -> dict[str, Any]:
+    """``truth_ceiling`` for the record's split block when the store holds the true rain."""
+    ceiling = truth_ceiling(store, test_sets, settings)
+    return {"truth_ceiling": ceiling} if ceiling else {}
+
+
+def frame_step(store: SampleStore, indices: Any, name: str) -> int:
+    """The one frame interval (s) of the samples ``indices`` of the set ``name``.
+
+    Raises:
+        ConfigError: The set mixes frame intervals (a window in minutes is then not one
+            number of frames).
+    """
+    steps = np.unique(store.metadata["frame_step_s"].to_numpy()[indices])
+    if steps.size != 1:
+        raise ConfigError(
+            f"set {name!r} mixes frame intervals {steps.tolist()} s: one input window cannot "
+            "be one number of frames"
+        )
+    return int(steps[0])
+
+
+def _windows(card: ModelCard, store: SampleStore, sets: Mapping[str, Any]) -> dict[str, Any]:
+    """Minutes from the first to the last input frame on each set (``None`` where mixed)."""
+    column = store.metadata["frame_step_s"].to_numpy()
+    out: dict[str, Any] = {}
+    for name, idx in sets.items():
+        steps = np.unique(column[idx])
+        out[name] = (
+            float((card.frames - 1) * card.step * steps[0] / 60) if steps.size == 1 else None
+        )
+    return out
 
 
 def _quiet(line: str) -> None:

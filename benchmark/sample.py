@@ -9,13 +9,20 @@ leading axis. :func:`validate_sample` checks all of it and names what is wrong.
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, TypedDict
 
 import numpy as np
 import numpy.typing as npt
 
 from qpebench.bands import validate_bands
-from qpebench.errors import SampleValidationError
+from qpebench.errors import (
+    ConfigError,
+    SampleValidationError,
+    UnknownNameError,
+    unknown_name_message,
+)
 
 #: Units the interface fixes; adapters convert before building a sample.
 IR_UNITS = "K"
@@ -40,6 +47,91 @@ REQUIRED_META: tuple[str, ...] = (
     "frame_step_s",
     "accumulation_s",
 )
+
+
+@dataclass(frozen=True)
+class AuxField:
+    """A field a store may hold beside the radar rain: ``(H, W)`` float32 at the target time.
+
+    Only a generator knows these (a real archive has no true rain), so a store holds them or not.
+
+    Attributes:
+        name: Array name in the store (``aux/<name>`` in each shard).
+        units: Units of the values.
+        role: ``"truth"``: what the radar should have seen; never a model input, used to score
+            the radar itself. ``"oracle"``: a hidden state of the generator a model may read as
+            extra input channels only when its card names it (``oracle_inputs``), to measure
+            what an input could add at most.
+        description: One line.
+    """
+
+    name: str
+    units: str
+    role: Literal["truth", "oracle"]
+    description: str
+
+
+#: Every auxiliary field, by name (``docs/synthetic.md`` says how the generator makes each).
+AUX_FIELDS: dict[str, AuxField] = {
+    f.name: f
+    for f in (
+        AuxField(
+            "true_rain",
+            RAIN_UNITS,
+            "truth",
+            "surface rain rate before the radar (no bias, range loss, noise or threshold)",
+        ),
+        AuxField(
+            "cell_cover",
+            "1",
+            "oracle",
+            "cover of the convective clouds where the imager sees them (parallax, blur), 0-1",
+        ),
+        AuxField(
+            "cell_stage",
+            "1",
+            "oracle",
+            "cover-weighted life stage of the convective cells at the target time (0 first "
+            "rain, 0.5 peak, 1 rain ends); 0 where there is no cell",
+        ),
+        AuxField(
+            "shield_trend",
+            "1",
+            "oracle",
+            "life-cycle trend of the stratiform shield (+1 developing, -1 dissipating) where "
+            "its cloud is seen; 0 elsewhere",
+        ),
+    )
+}
+
+
+def check_oracle_inputs(names: Sequence[str], who: str) -> tuple[str, ...]:
+    """Check that ``names`` are oracle fields a model may read as input.
+
+    Args:
+        names: Field names a model asks for.
+        who: The model (or caller) asking, for the message.
+
+    Returns:
+        The names as a tuple.
+
+    Raises:
+        ConfigError: A truth field (never a model input) or a repeated name.
+        UnknownNameError: Not an auxiliary field.
+    """
+    out = tuple(str(n) for n in names)
+    for name in out:
+        if name not in AUX_FIELDS:
+            raise UnknownNameError(unknown_name_message("auxiliary field", name, AUX_FIELDS))
+        if AUX_FIELDS[name].role != "oracle":
+            raise ConfigError(
+                f"{who}: {name!r} is the generator's truth ({AUX_FIELDS[name].description}), "
+                "never a model input; oracle inputs are "
+                f"{[k for k, v in AUX_FIELDS.items() if v.role == 'oracle']}"
+            )
+    if len(set(out)) != len(out):
+        raise ConfigError(f"{who}: oracle inputs {list(out)} repeat a name")
+    return out
 
 
 class Sample(TypedDict):
@@ -133,6 +225,36 @@ def validate_sample(sample: Sample, name: str = "sample") -> Sample:
                 f"frame step is {int(steps[0])} s but meta says {meta['frame_step_s']} s",
             )
     return sample
+
+
+def frames_for_window(window_min: float, frame_step_s: int, step: int = 1) -> int:
+    """Frames that cover an input window of ``window_min`` minutes (first to last frame).
+
+    The window is the same time span on every sensor; the frame count is what the sensor's
+    interval makes of it: 45 min is 4 SEVIRI frames (15 min apart) and 60 min 7 ABI frames
+    (10 min apart).
+
+    Args:
+        window_min: Minutes from the first to the last (target) frame; 0 is the target alone.
+        frame_step_s: The stored frames' interval in seconds (``meta['frame_step_s']``).
+        step: Every ``step``-th stored frame is used.
+
+    Raises:
+        ConfigError: A negative window, or one that is not a whole number of intervals.
+    """
+    interval = int(frame_step_s) * int(step)
+    if isinstance(window_min, bool) or not isinstance(window_min, int | float) or window_min < 0:
+        raise ConfigError(f"window_min must be a number of minutes >= 0, got {window_min!r}")
+    if interval <= 0:
+        raise ConfigError(f"frame interval must be positive, got {frame_step_s} s x step {step}")
+    seconds = round(float(window_min) * 60)
+    if abs(float(window_min) * 60 - seconds) > 1e-6 or seconds % interval:
+        raise ConfigError(
+            f"window_min={window_min:g} is not a whole number of frame intervals of "
+            f"{interval / 60:g} min ({frame_step_s} s x step {step}); windows that fit: "
+            f"{', '.join(f'{k * interval / 60:g}' for k in range(1, 5))} … min"
+        )
+    return seconds // interval + 1
 
 
 _SEASONS = ("DJF", "DJF", "MAM", "MAM", "MAM", "JJA", "JJA", "JJA", "SON", "SON", "SON", "DJF")

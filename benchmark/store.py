@@ -7,7 +7,9 @@ Layout of a store directory::
     metadata.csv         one row per sample (region, time, season, patch origin, rain fraction …)
     shard-00000.h5       ir (N,T,C,H,W) uint16 packed Tb (CF scale_factor/add_offset, K),
     shard-00001.h5       rain (N,H,W) float32 mm/h (NaN = no data), valid (N,H,W) bool,
-    ...                  time (N,T) int64 s since 1970, and a metadata group (one column each)
+    ...                  time (N,T) int64 s since 1970, a metadata group (one column each) and,
+                         in generated stores, an aux group (N,H,W) float32 per auxiliary field
+                         (true rain, the generator's hidden states: qpebench.sample.AUX_FIELDS)
 
 Every adapter, real or synthetic, writes through :class:`SampleStoreWriter`, which writes each
 shard atomically and records it in a progress file, so an interrupted build resumes where it
@@ -46,7 +48,14 @@ from qpebench.errors import (
 )
 from qpebench.locks import holds_lock
 from qpebench.names import check_name
-from qpebench.sample import IR_UNITS, RAIN_UNITS, Sample, validate_sample
+from qpebench.sample import (
+    AUX_FIELDS,
+    IR_UNITS,
+    RAIN_UNITS,
+    Sample,
+    check_oracle_inputs,
+    validate_sample,
+)
 
 FORMAT = "qpebench-sample-store"
 FORMAT_VERSION = 1
@@ -62,13 +71,18 @@ _TB_FILL = np.iinfo(np.uint16).max
 
 @dataclass
 class SampleBatch:
-    """Several samples as stacked arrays plus their metadata rows (the store's unit of I/O)."""
+    """Several samples as stacked arrays plus their metadata rows (the store's unit of I/O).
+
+    ``aux`` holds auxiliary fields ``(N, H, W)`` float32 by name
+    (:data:`~qpebench.sample.AUX_FIELDS`): those a generator writes or a reader asked for.
+    """
 
     ir: npt.NDArray[np.float32]
     rain: npt.NDArray[np.float32]
     valid: npt.NDArray[np.bool_]
     time: npt.NDArray[np.int64]
     metadata: pd.DataFrame
+    aux: dict[str, npt.NDArray[np.float32]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         n = self.ir.shape[0]
@@ -83,6 +97,9 @@ class SampleBatch:
             raise ValueError(f"time must be {(n, self.ir.shape[1])}, got {self.time.shape}")
         if len(self.metadata) != n:
             raise ValueError(f"metadata has {len(self.metadata)} rows for {n} samples")
+        for name, values in self.aux.items():
+            if values.shape != (n, h, w):
+                raise ValueError(f"aux {name!r} must be {(n, h, w)}, got {values.shape}")
 
     def __len__(self) -> int:
         return int(self.ir.shape[0])
@@ -100,6 +117,7 @@ class StoreSpec:
         adapter_config: The adapter's configuration (JSON-serialisable), part of the version.
         grids: Grid definitions by name (CRS, cell size, corner), referenced by metadata rows.
         sources: Source files with checksums (empty for generated data).
+        aux: Auxiliary fields every shard holds (:data:`~qpebench.sample.AUX_FIELDS`).
     """
 
     bands: tuple[str, ...]
@@ -109,9 +127,16 @@ class StoreSpec:
     adapter_config: dict[str, Any]
     grids: dict[str, dict[str, Any]]
     sources: list[dict[str, Any]] = field(default_factory=list)
+    aux: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self.bands = validate_bands(list(self.bands))
+        self.aux = tuple(str(a) for a in self.aux)
+        for name in self.aux:
+            if name not in AUX_FIELDS:
+                raise UnknownNameError(unknown_name_message("auxiliary field", name, AUX_FIELDS))
+        if len(set(self.aux)) != len(self.aux):
+            raise ConfigError(f"aux fields {list(self.aux)} repeat a name")
         self.patch_shape = (int(self.patch_shape[0]), int(self.patch_shape[1]))
         if self.frames < 1:
             raise ConfigError(f"frames must be at least 1, got {self.frames}")
@@ -121,6 +146,7 @@ class StoreSpec:
         out = asdict(self)
         out["bands"] = list(self.bands)
         out["patch_shape"] = list(self.patch_shape)
+        out["aux"] = list(self.aux)
         return out
 
 
@@ -263,6 +289,7 @@ class SampleStoreWriter:
                 ),
                 name=f"{self.root / name} sample {i}",
             )
+        aux = self._checked_aux(batch, name)
         counts = pack_tb(batch.ir)
         rain = np.ascontiguousarray(batch.rain, dtype=np.float32)
         valid = np.ascontiguousarray(batch.valid, dtype=np.bool_)
@@ -271,6 +298,8 @@ class SampleStoreWriter:
         content = hashlib.sha256()
         for part in (counts.tobytes(), rain.tobytes(), valid.tobytes(), time.tobytes(), meta_csv):
             content.update(part)
+        for values in aux.values():
+            content.update(values.tobytes())
 
         def write(tmp: Path) -> None:
             with h5py.File(tmp, "w", libver="latest", track_order=True) as f:
@@ -295,6 +324,15 @@ class SampleStoreWriter:
                 f.create_dataset("valid", data=valid, chunks=(1, h, w), **kw)
                 d = f.create_dataset("time", data=time, chunks=(1, t), fletcher32=True)
                 d.attrs.update(units="seconds since 1970-01-01T00:00:00Z", calendar="standard")
+                if aux:
+                    g = f.create_group("aux")
+                    for key, values in aux.items():
+                        d = g.create_dataset(key, data=values, chunks=(1, h, w), **kw)
+                        d.attrs.update(
+                            units=AUX_FIELDS[key].units,
+                            role=AUX_FIELDS[key].role,
+                            long_name=AUX_FIELDS[key].description,
+                        )
                 g = f.create_group("metadata")
                 for col in batch.metadata.columns:
                     values = batch.metadata[col].to_numpy()
@@ -315,6 +353,29 @@ class SampleStoreWriter:
             "metadata_csv": meta_csv.decode("utf-8"),
         }
         write_json_atomic(self.root / PROGRESS, self._progress, indent=0)
+
+    def _checked_aux(self, batch: SampleBatch, name: str) -> dict[str, npt.NDArray[np.float32]]:
+        """The batch's auxiliary fields in spec order, checked.
+
+        Raises:
+            SampleValidationError: A field missing or extra, or not finite (true rain also
+                negative); the message names the shard and field.
+        """
+        where = self.root / name
+        if sorted(batch.aux) != sorted(self.spec.aux):
+            raise SampleValidationError(
+                f"{where}: aux fields {sorted(batch.aux)}, the store spec says "
+                f"{sorted(self.spec.aux)}"
+            )
+        out = {}
+        for key in self.spec.aux:
+            values = np.ascontiguousarray(batch.aux[key], dtype=np.float32)
+            if not np.isfinite(values).all():
+                raise SampleValidationError(f"{where}: aux {key!r} is NaN or infinite")
+            if AUX_FIELDS[key].units == RAIN_UNITS and (values < 0).any():
+                raise SampleValidationError(f"{where}: aux {key!r} has negative rain rates")
+            out[key] = values
+        return out
 
     def finalize(self) -> SampleStore:
         """Write the metadata table and the manifest; return the finished store.
@@ -361,6 +422,30 @@ class SampleStoreWriter:
 
 
 _ARRAYS = ("ir", "rain", "valid", "time")
+
+
+def stack_oracle(batch: SampleBatch, names: Sequence[str]) -> npt.NDArray[np.float32]:
+    """The batch's IR with the oracle fields ``names`` appended as channels of every frame.
+
+    Args:
+        batch: Samples read with ``aux`` holding ``names``.
+        names: Oracle fields (:data:`~qpebench.sample.AUX_FIELDS`), in channel order.
+
+    Returns:
+        ``(N, T, C + len(names), H, W)`` float32; ``batch.ir`` itself when ``names`` is empty.
+
+    Raises:
+        ConfigError: A name is a truth field (never a model input).
+        UnknownNameError: Not an auxiliary field.
+    """
+    names = check_oracle_inputs(names, "model input")
+    if not names:
+        return batch.ir
+    n, t, _, h, w = batch.ir.shape
+    extra = np.stack([batch.aux[k] for k in names], axis=1)[:, None]  # (N,1,K,H,W)
+    return np.concatenate([batch.ir, np.broadcast_to(extra, (n, t, len(names), h, w))], axis=2)
+
+
 _MANIFEST_KEYS = (
     "dataset_version",
     "n_samples",
@@ -437,24 +522,20 @@ def _check_shards(manifest: dict[str, Any], path: Path) -> None:
 
 
 def _read_rows(
-    datasets: tuple[h5py.Dataset, ...], rows: npt.NDArray[np.int64], first_frame: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Read sorted unique ``rows`` of a shard's ``ir, rain, valid, time``, frames on from one.
+    datasets: dict[str, h5py.Dataset], rows: npt.NDArray[np.int64], first_frame: int
+) -> dict[str, np.ndarray]:
+    """Read sorted unique ``rows`` of a shard's arrays (``ir`` and ``time`` from one frame on).
 
     Contiguous runs of rows are read as slices, much faster in h5py than fancy indexing.
     """
-    ir, rain, valid, time = datasets
     cuts = np.flatnonzero(np.diff(rows) != 1) + 1
-    parts: list[tuple[np.ndarray, ...]] = []
-    for run in np.split(rows, cuts):
-        lo, hi = int(run[0]), int(run[-1]) + 1
-        parts.append(
-            (ir[lo:hi, first_frame:], rain[lo:hi], valid[lo:hi], time[lo:hi, first_frame:])
-        )
-    if len(parts) == 1:
-        return parts[0]  # type: ignore[return-value]
-    a, b, c, d = (np.concatenate(p) for p in zip(*parts, strict=True))
-    return a, b, c, d
+    runs = [(int(run[0]), int(run[-1]) + 1) for run in np.split(rows, cuts)]
+    out = {}
+    for name, data in datasets.items():
+        frames = slice(first_frame, None) if name in ("ir", "time") else slice(None)
+        parts = [data[lo:hi, frames] for lo, hi in runs]
+        out[name] = parts[0] if len(parts) == 1 else np.concatenate(parts)
+    return out
 
 
 #: libhdf5 chunk cache of each open shard dataset, in bytes: none. A sample is one chunk, read
@@ -527,7 +608,7 @@ class SampleStore:
         self._shard_of = self.metadata["shard"].map(self._shard_index).to_numpy()
         self._row_of = self.metadata["row"].to_numpy()
         self._files: dict[int, h5py.File] = {}
-        self._datasets: OrderedDict[int, tuple[h5py.Dataset, ...]] = OrderedDict()
+        self._datasets: OrderedDict[int, dict[str, h5py.Dataset]] = OrderedDict()
         self._pid = os.getpid()
 
     @property
@@ -554,8 +635,13 @@ class SampleStore:
     def __len__(self) -> int:
         return len(self.metadata)
 
-    def _shard_arrays(self, shard: int) -> tuple[h5py.Dataset, ...]:
-        """The open ``ir, rain, valid, time`` datasets of a shard (one handle per process).
+    @property
+    def aux(self) -> tuple[str, ...]:
+        """Auxiliary fields the store holds (:data:`~qpebench.sample.AUX_FIELDS`)."""
+        return tuple(self.manifest.get("aux", ()))
+
+    def _shard_arrays(self, shard: int) -> dict[str, h5py.Dataset]:
+        """The open ``ir, rain, valid, time`` and ``aux/*`` datasets of a shard (one per process).
 
         Raises:
             StoreError: The shard cannot be opened, or the store was rebuilt or removed since
@@ -573,7 +659,8 @@ class SampleStore:
             path = self.root / self.manifest["shards"][shard]["file"]
             try:
                 f = h5py.File(path, "r", rdcc_nbytes=SHARD_CHUNK_CACHE)
-                self._datasets[shard] = tuple(f[name] for name in _ARRAYS)
+                names = (*_ARRAYS, *(f"aux/{a}" for a in self.aux))
+                self._datasets[shard] = {name: f[name] for name in names}
             except (OSError, KeyError) as exc:
                 raise StoreError(f"{path}: shard is corrupt or not HDF5 ({exc})") from None
             self._files[shard] = f
@@ -609,6 +696,7 @@ class SampleStore:
         frames: int | None = None,
         step: int = 1,
         bands: Sequence[str] | None = None,
+        aux: Sequence[str] = (),
     ) -> SampleBatch:
         """Read samples by global index, in the order given.
 
@@ -618,14 +706,21 @@ class SampleStore:
             step: Keep every ``step``-th stored frame, counted back from the target (so the
                 frames are ``step`` store steps apart).
             bands: Canonical bands to keep, in this order; all if ``None``.
+            aux: Auxiliary fields to read into ``aux`` (none by default).
 
         Returns:
             The samples as a :class:`SampleBatch`.
 
         Raises:
             ConfigError: ``frames`` and ``step`` reach further back than the store holds.
+            UnknownNameError: An auxiliary field the store does not hold.
             StoreError: A shard cannot be read.
         """
+        for name in aux:
+            if name not in self.aux:
+                raise UnknownNameError(
+                    unknown_name_message(f"auxiliary field in {self.root}", name, self.aux)
+                )
         idx = np.asarray(list(indices) if not isinstance(indices, np.ndarray) else indices)
         idx = idx.astype(np.int64)
         if idx.size and (idx.min() < 0 or idx.max() >= len(self)):
@@ -647,6 +742,7 @@ class SampleStore:
         rain = np.empty((n, h, w), np.float32)
         valid = np.empty((n, h, w), np.bool_)
         time = np.empty((n, t), np.int64)
+        extra = {name: np.empty((n, h, w), np.float32) for name in aux}
         shards = self._shard_of[idx]
         for shard in np.unique(shards):
             pos = np.flatnonzero(shards == shard)
@@ -655,18 +751,21 @@ class SampleStore:
             rows_sorted = rows[order]
             uniq, inverse = np.unique(rows_sorted, return_inverse=True)
             arrays = self._shard_arrays(int(shard))
+            wanted = {k: arrays[k] for k in (*_ARRAYS, *(f"aux/{a}" for a in aux))}
             try:
-                counts, r, v, tm = _read_rows(arrays, uniq, t_all - span)
+                got = _read_rows(wanted, uniq, t_all - span)
             except (OSError, KeyError) as exc:
                 path = self.root / self.manifest["shards"][int(shard)]["file"]
                 raise StoreError(f"{path}: cannot read shard data ({exc})") from None
             dest = pos[order]
-            ir[dest] = unpack_tb(counts[inverse][:, ::step][:, :, band_idx])
-            rain[dest] = r[inverse]
-            valid[dest] = v[inverse]
-            time[dest] = tm[inverse][:, ::step]
+            ir[dest] = unpack_tb(got["ir"][inverse][:, ::step][:, :, band_idx])
+            rain[dest] = got["rain"][inverse]
+            valid[dest] = got["valid"][inverse]
+            time[dest] = got["time"][inverse][:, ::step]
+            for name in aux:
+                extra[name][dest] = got[f"aux/{name}"][inverse]
         metadata = self.metadata.iloc[idx].reset_index(drop=True)
-        return SampleBatch(ir=ir, rain=rain, valid=valid, time=time, metadata=metadata)
+        return SampleBatch(ir=ir, rain=rain, valid=valid, time=time, metadata=metadata, aux=extra)
 
     def sample_meta(self, index: int) -> dict[str, Any]:
         """The ``meta`` dict of sample ``index``: its metadata row, grid, units and versions."""
@@ -699,9 +798,10 @@ class SampleStore:
     def to_xarray(self, index: int) -> xr.Dataset:
         """Sample ``index`` as a CF-annotated ``xarray.Dataset``.
 
-        Variables ``ir (time, band, y, x)`` in K, ``rain (y, x)`` in mm/h (NaN = no data) and
-        ``valid (y, x)``; cell-centre projected coordinates ``y``/``x`` in metres; a ``crs``
-        grid-mapping variable from pyproj; the sample metadata as attributes.
+        Variables ``ir (time, band, y, x)`` in K, ``rain (y, x)`` in mm/h (NaN = no data),
+        ``valid (y, x)`` and the store's auxiliary fields ``(y, x)``; cell-centre projected
+        coordinates ``y``/``x`` in metres; a ``crs`` grid-mapping variable from pyproj; the sample
+        metadata as attributes.
         """
         sample = self[index]
         meta = sample["meta"]
@@ -739,6 +839,12 @@ class SampleStore:
                 "x": ("x", x, {"units": "m", "standard_name": "projection_x_coordinate"}),
             },
         )
+        if self.aux:
+            fields = self.read([index], aux=self.aux).aux
+            for name, values in fields.items():
+                spec = AUX_FIELDS[name]
+                attrs = {"units": spec.units, "long_name": spec.description, "role": spec.role}
+                ds[name] = (("y", "x"), values[0], {**attrs, "grid_mapping": "crs"})
         skip = {"bands", "crs", "patch_origin"}
         ds.attrs.update({k: v for k, v in meta.items() if k not in skip and v is not None})
         ds.attrs["valid_time"] = str(times[-1].astype("datetime64[s]")) + "Z"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -12,7 +13,8 @@ from torch import distributed as dist
 from torch.utils.data import Dataset
 
 from qpebench.distributed import current_world
-from qpebench.store import SampleBatch, SampleStore
+from qpebench.sample import check_oracle_inputs
+from qpebench.store import SampleBatch, SampleStore, stack_oracle
 
 
 def sample_nbytes(frames: int, bands: int, height: int, width: int) -> int:
@@ -34,6 +36,8 @@ class StoreDataset(Dataset[dict[str, Any]]):
         frames: Keep ``frames`` frames ending at the target time; all if ``None``.
         step: Every ``step``-th stored frame, counted back from the target.
         bands: Keep these canonical bands, in this order; all if ``None``.
+        oracle: Oracle fields appended as channels of every frame (a model card's
+            ``oracle_inputs``; :func:`qpebench.store.stack_oracle`).
         preload: Read everything once into memory (fast epochs for sets that fit in RAM);
             otherwise read each sample from its shard on access (works in worker processes).
         block: Samples per read while preloading.
@@ -47,6 +51,7 @@ class StoreDataset(Dataset[dict[str, Any]]):
         frames: int | None = None,
         step: int = 1,
         bands: Sequence[str] | None = None,
+        oracle: Sequence[str] = (),
         preload: bool = False,
         block: int = 256,
     ) -> None:
@@ -55,6 +60,7 @@ class StoreDataset(Dataset[dict[str, Any]]):
         self.frames = frames
         self.step = step
         self.bands = list(store.bands) if bands is None else list(bands)
+        self.oracle = check_oracle_inputs(oracle, "StoreDataset")
         self._cache: dict[str, torch.Tensor] | None = None
         if preload:
             parts = [
@@ -63,14 +69,23 @@ class StoreDataset(Dataset[dict[str, Any]]):
             ]
             self._cache = {k: torch.cat([p[k] for p in parts]) for k in parts[0]} if parts else {}
 
+    @property
+    def channels(self) -> int:
+        """Input channels per frame: the bands, then the oracle fields."""
+        return len(self.bands) + len(self.oracle)
+
     def _read(self, idx: npt.NDArray[np.int64]) -> SampleBatch:
-        return self.store.read(idx, frames=self.frames, step=self.step, bands=self.bands)
+        batch = self.store.read(
+            idx, frames=self.frames, step=self.step, bands=self.bands, aux=self.oracle
+        )
+        return replace(batch, ir=stack_oracle(batch, self.oracle))
 
     @staticmethod
     def _tensors(batch: SampleBatch) -> dict[str, torch.Tensor]:
         valid = torch.from_numpy(batch.valid)
         rain = torch.from_numpy(np.where(batch.valid, batch.rain, 0.0).astype(np.float32))
-        return {"ir": torch.from_numpy(batch.ir), "rain": rain, "valid": valid}
+        ir = torch.from_numpy(np.ascontiguousarray(batch.ir))
+        return {"ir": ir, "rain": rain, "valid": valid}
 
     def preloaded(self) -> dict[str, torch.Tensor]:
         """The in-memory tensors ``ir``, ``rain``, ``valid`` of a preloaded dataset.

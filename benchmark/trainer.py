@@ -458,7 +458,7 @@ class Trainer:
     ) -> tuple[bool, int]:
         """Whether a fit on ``n_samples`` (training + validation) preloads, and their bytes."""
         c = model.card
-        nbytes = n_samples * sample_nbytes(c.frames, len(c.bands), *patch)
+        nbytes = n_samples * sample_nbytes(c.frames, c.channels, *patch)
         if self.settings.preload == "auto":
             return nbytes <= self.settings.budget_bytes, nbytes
         return bool(self.settings.preload), nbytes
@@ -553,7 +553,7 @@ class Trainer:
         """
         mine = [i for i in range(len(dataset)) if i % self.world.size == self.world.rank]
         batches = [mine[s : s + EVAL_BATCH] for s in range(0, len(mine), EVAL_BATCH)]
-        moments = BandMoments(len(dataset.bands))
+        moments = BandMoments(dataset.channels)
         for batch in self._loader(dataset, batches, preload):
             moments.add(batch["ir"])
         moments = moments.merged_over_processes()
@@ -642,11 +642,17 @@ class Trainer:
         n = len(data.train) + len(data.val)
         preload, nbytes = self.plan_preload(model, n, data.store.patch_shape)
         c = model.card
-        train = StoreDataset(
-            data.store, data.train, frames=c.frames, step=c.step, bands=c.bands, preload=preload
-        )
-        val = StoreDataset(
-            data.store, data.val, frames=c.frames, step=c.step, bands=c.bands, preload=preload
+        train, val = (
+            StoreDataset(
+                data.store,
+                part,
+                frames=c.frames,
+                step=c.step,
+                bands=c.bands,
+                oracle=c.oracle_inputs,
+                preload=preload,
+            )
+            for part in (data.train, data.val)
         )
         if checkpoint is None:
             model.mean, model.std = self._moments(train, preload)

@@ -190,16 +190,15 @@ class TorchRainModel(RainModel):
         self.net = net
         self.settings = settings
         self.outputs = outputs or OutputSpec()
-        n_bands = len(card.bands)
         self.card = replace(
             card,
             trainable=True,
             parameters=sum(p.numel() for p in net.parameters()),
-            flops_per_sample=count_flops(net, card.frames, n_bands),
+            flops_per_sample=count_flops(net, card.frames, card.channels),
             **self.outputs.card_fields(),
         )
-        self.mean = torch.zeros(n_bands)
-        self.std = torch.ones(n_bands)
+        self.mean = torch.zeros(card.channels)
+        self.std = torch.ones(card.channels)
         self.device = resolve_device(settings.device)
         self.fitted = False
 

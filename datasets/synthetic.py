@@ -45,7 +45,7 @@ F64 = npt.NDArray[np.float64]
 
 #: Bumped whenever a change alters what the generator draws: part of the dataset version and
 #: of the cache key, so a cached store from older code is never reused silently.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 PIXEL_KM = 4.0
 #: Moist-adiabatic-ish lapse rate used to turn cloud-top temperature into height (K/km).
 LAPSE_K_PER_KM = 6.5
@@ -54,6 +54,8 @@ K_WATER = 0.5
 ICE_BELOW_K = 253.0
 MAX_CELLS = 12
 MAX_WARM = 10
+#: Auxiliary fields every synthetic sample carries: the true rain and the hidden states.
+AUX = ("true_rain", "cell_cover", "cell_stage", "shield_trend")
 
 
 @dataclass(frozen=True)
@@ -336,6 +338,29 @@ def render_chunk(
     trail_amp = (np.minimum(0.12 * peak[:, None, :], 4.0) * trail * exists[:, None, :])[:, last]
     conv_rain += _blob(yy, xx, ay[:, last], ax[:, last], 1.2 * anvil_sig[:, last], trail_amp)[:, 0]
 
+    # The hidden life stage where the imager sees the cells at the target time (an oracle input):
+    # tower and anvil footprints at their apparent (parallax-shifted) places.
+    seen_w = _blob(
+        yy, xx, (cy + pty)[:, last], (cx + ptx)[:, last], tower_sig[:, last], tower_on[:, last]
+    ) + _blob(
+        yy, xx, (ay + pay)[:, last], (ax + pax)[:, last], anvil_sig[:, last], anvil_on[:, last]
+    )
+    seen_ws = _blob(
+        yy,
+        xx,
+        (cy + pty)[:, last],
+        (cx + ptx)[:, last],
+        tower_sig[:, last],
+        (tower_on * stage)[:, last],
+    ) + _blob(
+        yy,
+        xx,
+        (ay + pay)[:, last],
+        (ax + pax)[:, last],
+        anvil_sig[:, last],
+        (anvil_on * stage)[:, last],
+    )
+
     # --- stratiform shields: rain follows the shield's life cycle --------------------------
     g = int(2 ** np.ceil(np.log2(p * 1.6)))
     strat_on = rng.random(m) < cl.stratiform_prob
@@ -466,6 +491,16 @@ def render_chunk(
     sigma_px = sen.blur_km / PIXEL_KM
     ir = gaussian_filter(ir, sigma=(0, 0, 0, sigma_px, sigma_px), mode="nearest")
     ir += rng.normal(0.0, sen.noise_k, ir.shape).astype(f4)
+    # The oracle fields as sharp as the imager sees: blurred by the same point-spread function.
+    psf = {"sigma": (0, sigma_px, sigma_px), "mode": "nearest"}
+    weight = gaussian_filter(seen_w[:, 0], **psf)
+    stage_sum = gaussian_filter(seen_ws[:, 0], **psf)
+    shield_seen = np.where(excess_p[:, -1] > 0, trend[:, None, None], 0.0)
+    oracle = {
+        "cell_cover": np.clip(weight, 0, 1),
+        "cell_stage": np.where(weight > 0.05, stage_sum / np.maximum(weight, 1e-6), 0.0),
+        "shield_trend": gaussian_filter(shield_seen, **psf),
+    }
 
     # --- radar -------------------------------------------------------------------------------
     site_d = rng.uniform(*rad.site_distance_km, m) / PIXEL_KM
@@ -525,12 +560,14 @@ def render_chunk(
             ),
         }
     )
+    aux = {"true_rain": true_rain, **oracle}
     return SampleBatch(
         ir=ir,
         rain=rain,
         valid=valid,
         time=frame_times.astype(np.int64),
         metadata=metadata,
+        aux={k: v.astype(np.float32) for k, v in aux.items()},
     )
 
 
@@ -623,6 +660,7 @@ def build_synthetic_store(
         adapter="synthetic",
         adapter_config=adapter_config,
         grids={r.region: region_grid(get_region(r.region)) for r in requests},
+        aux=AUX,
     )
     writer = SampleStoreWriter(root, spec)
     jobs: list[tuple[int, _Job]] = []

@@ -4,13 +4,19 @@ The presets differ the way real regions do (see ``docs/synthetic.md``): ``europe
 SEVIRI-like with 15-min frames, high viewing angles and mostly stratiform rain; ``conus`` is
 ABI-like with 10-min frames and strong convection; ``tropics`` (AHI-like) and ``india``
 (SEVIRI over the Indian Ocean) have deep convection with large anvils and much warm rain.
+
+Those four differ in some twenty parameters at once, so a drop from ``europe`` to another region
+cannot be attributed. :func:`factor_preset` builds presets that take ONE factor (``climate``,
+``sensor``, ``radar`` or ``step``, see :data:`FACTORS`) from a donor region and keep the rest of
+the base; :data:`REGIONS` holds them for ``europe`` and each donor (``europe_conus_radar``…),
+listed per donor in :data:`FACTOR_PRESETS`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from qpebench.errors import UnknownNameError, unknown_name_message
+from qpebench.errors import ConfigError, UnknownNameError, unknown_name_message
 
 
 @dataclass(frozen=True)
@@ -240,6 +246,84 @@ REGIONS: dict[str, RegionPreset] = {
         ),
     )
 }
+
+
+#: The factors a factor-separated preset takes from its donor region, one at a time.
+FACTORS: tuple[str, ...] = ("climate", "sensor", "radar", "step")
+
+
+def factor_preset(base: RegionPreset, donor: RegionPreset, factor: str) -> RegionPreset:
+    """A preset equal to ``base`` but for one factor, taken from ``donor``.
+
+    The factors (:data:`FACTORS`):
+
+    * ``climate``: the donor's whole :class:`Climate` (location, hence grid and local solar
+      hour, temperatures, tropopause, water vapour, convection, rain regimes, wind, season);
+    * ``sensor``: every :class:`SensorModel` field of the donor but ``frame_step_s`` (the
+      sensor and so its band wavelengths, satellite, blur, noise, calibration, viewing angles,
+      parallax direction), the frame step staying the base's;
+    * ``radar``: the donor's whole :class:`RadarModel`;
+    * ``step``: only the donor's ``frame_step_s``.
+
+    Args:
+        base: The region shifted (``europe``).
+        donor: The region the factor comes from.
+        factor: One of :data:`FACTORS`.
+
+    Returns:
+        The preset ``f"{base.name}_{donor.name}_{factor}"``, described by what changed.
+
+    Raises:
+        ConfigError: ``factor`` is not one of :data:`FACTORS`.
+    """
+    name = f"{base.name}_{donor.name}_{factor}"
+    ds, bs = donor.sensor, base.sensor
+    if factor == "climate":
+        c = donor.climate
+        what = (
+            f"{donor.name}'s climate (lat {c.lat_deg[0]:g}..{c.lat_deg[1]:g}, lon "
+            f"{c.lon_deg[0]:g}..{c.lon_deg[1]:g}, Ts {c.surface_k:g} K, tropopause "
+            f"{c.tropopause_k:g} K, {c.cells:g} cells/patch)"
+        )
+        return replace(base, name=name, climate=c, description=f"{base.name} with {what}")
+    if factor == "sensor":
+        sensor = replace(ds, frame_step_s=bs.frame_step_s)
+        what = (
+            f"{donor.name}'s sensor ({ds.sensor} on {ds.satellite}: bands, blur, noise, "
+            f"calibration, VZA {ds.vza_deg[0]:g}-{ds.vza_deg[1]:g}°, parallax), "
+            f"{base.name}'s {bs.frame_step_s} s frame step"
+        )
+        return replace(base, name=name, sensor=sensor, description=f"{base.name} with {what}")
+    if factor == "radar":
+        what = f"{donor.name}'s radar network ({donor.radar.network})"
+        return replace(base, name=name, radar=donor.radar, description=f"{base.name} with {what}")
+    if factor == "step":
+        sensor = replace(bs, frame_step_s=ds.frame_step_s)
+        was = (
+            f" instead of {bs.frame_step_s} s"
+            if ds.frame_step_s != bs.frame_step_s
+            else f", the same as {base.name}'s: no shift"
+        )
+        what = f"{donor.name}'s frame step ({ds.frame_step_s} s{was})"
+        return replace(base, name=name, sensor=sensor, description=f"{base.name} with {what}")
+    raise ConfigError(f"unknown shift factor {factor!r}: choose one of {', '.join(FACTORS)}")
+
+
+#: The base region of the shipped factor-separated presets, and the regions it borrows from.
+FACTOR_BASE = "europe"
+FACTOR_DONORS: tuple[str, ...] = ("conus", "tropics", "india")
+
+#: Per donor, its factor-separated presets: ``FACTOR_PRESETS["conus"]["radar"]`` is
+#: ``"europe_conus_radar"`` (all in :data:`REGIONS`).
+FACTOR_PRESETS: dict[str, dict[str, str]] = {}
+
+for _donor in FACTOR_DONORS:
+    FACTOR_PRESETS[_donor] = {}
+    for _factor in FACTORS:
+        _preset = factor_preset(REGIONS[FACTOR_BASE], REGIONS[_donor], _factor)
+        REGIONS[_preset.name] = _preset
+        FACTOR_PRESETS[_donor][_factor] = _preset.name
+del _donor, _factor, _preset
 
 
 def get_region(name: str) -> RegionPreset:

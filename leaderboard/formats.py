@@ -134,7 +134,8 @@ def split_summary(entries: Sequence[Entry], escape: Callable[[str], str] = str) 
     )
 
 
-def _md_table(frame: pd.DataFrame, *, spread: bool = True) -> str:
+def md_table(frame: pd.DataFrame, *, spread: bool = True) -> str:
+    """``frame`` as a Markdown table, every cell escaped (:func:`md_escape`)."""
     header = "| " + " | ".join(md_escape(str(c)) for c in frame.columns) + " |"
     rule = "|" + "|".join("---" if i == 0 else "---:" for i in range(len(frame.columns))) + "|"
     body = [
@@ -146,13 +147,13 @@ def _md_table(frame: pd.DataFrame, *, spread: bool = True) -> str:
 
 def _md_split(entries: Sequence[Entry], comparisons: Sequence[Comparison], level: int) -> list[str]:
     h = "#" * (level + 1)
-    lines = [seeds_statement(entries), "", _md_table(main_table(entries)), ""]
+    lines = [seeds_statement(entries), "", md_table(main_table(entries)), ""]
     if any(e.marked for e in entries):
         lines += [SEED_NOTE, ""]
     lines += [f"{h} Detail", ""]
     if any(len(e.records) > 1 for e in entries):
         lines += [MEANS_NOTE, ""]
-    lines += [_md_table(detail_table(entries), spread=False), ""]
+    lines += [md_table(detail_table(entries), spread=False), ""]
     columns = stratifiers(entries)
     if columns:
         lines += [
@@ -162,7 +163,7 @@ def _md_split(entries: Sequence[Entry], comparisons: Sequence[Comparison], level
             "",
         ]
         for column in columns:
-            lines += [f"{h}# {md_escape(column)}", "", _md_table(strata_pivot(entries, column)), ""]
+            lines += [f"{h}# {md_escape(column)}", "", md_table(strata_pivot(entries, column)), ""]
     paired = paired_vs_best(entries, comparisons)
     if not paired.frame.empty:
         lines += [
@@ -171,7 +172,7 @@ def _md_split(entries: Sequence[Entry], comparisons: Sequence[Comparison], level
             f"The best model against each. {paired.note} Every pair and paired metric is in "
             "the HTML rendering.",
             "",
-            _md_table(paired.frame),
+            md_table(paired.frame),
             "",
         ]
     return lines
@@ -222,7 +223,7 @@ def markdown(board: Board, title: str | None = None) -> str:
             "Rows: model and training domain; columns: test domain (split.train_domain and "
             "split.test_domains of the records).",
             "",
-            _md_table(_stacked_matrices(matrices)),
+            md_table(_stacked_matrices(matrices)),
             "",
         ]
     notes = [*board.notes, *transfer_notes]

@@ -620,16 +620,19 @@ def test_shipped_split_parses_and_registers(name):
 
 @pytest.fixture(scope="module")
 def synthetic_store(tmp_path_factory):
-    """A store with the regions and sample counts of data=synthetic_tiny, on small patches."""
+    """A store with the regions and sample counts of data=synthetic_tiny, on small patches, plus
+    a few samples of each factor preset of data=synthetic_factors (synthetic_europe_factors)."""
     from qpebench.datasets.synthetic import build_synthetic_store
 
-    cfg = yaml.safe_load(
-        Path(str(files("qpebench.conf").joinpath("data", "synthetic_tiny.yaml"))).read_text()
-    )
+    data = Path(str(files("qpebench.conf").joinpath("data")))
+    cfg = yaml.safe_load((data / "synthetic_tiny.yaml").read_text())
+    regions = dict(cfg["regions"])
+    factors = yaml.safe_load((data / "synthetic_factors.yaml").read_text())["regions"]
+    regions.update({k: {**v, "n_samples": 4} for k, v in factors.items() if k not in regions})
     root = tmp_path_factory.mktemp("splits") / "tiny"
     return build_synthetic_store(
         root,
-        regions=cfg["regions"],
+        regions=regions,
         patch_size=8,
         frames=cfg["frames"],
         bands=["IR10.8"],

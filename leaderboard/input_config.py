@@ -1,0 +1,468 @@
+"""The input-configuration study: skill as a function of frames, step, window, bands and network.
+
+``qpebench report input-config RUNS…`` reads the records of one split (one record per model
+configuration and seed, with day states) and writes, in Markdown and HTML:
+
+- **the design**: the configurations, the levels each factor takes, the seeds per configuration,
+  and the compute the records used (fit and evaluation time, machines);
+- **skill per test domain** (the ID set and every full OOD set): per configuration its input
+  (frames, step, window in minutes, bands, oracle fields), parameters and FLOPs, the mean ± std
+  over seeds of CSI@1, CSI@5, RMSE and CRPS (where the model has quantiles), and the seed × day
+  test against the reference configuration (:mod:`.comparisons`) with Holm's adjustment over
+  every test of the report and a verdict: higher, lower or **no significant difference**;
+- **the OOD decomposition**, where the split has factor-separated test sets (domains named
+  ``<train domain>_<donor>_<factor>``, factor one of :data:`SHIFT_FACTORS`): per configuration and
+  donor the drop from the ID set to the donor's full set and to each single-factor set, per seed,
+  as mean ± std, with the sum of the single-factor drops beside the full drop (they need not add
+  up: the factors interact);
+- **the ceilings**, where records have them: the radar-vs-truth ceiling of each test set
+  (``split.truth_ceiling``, a perfect retrieval scored against the radar) and, for
+  configurations with oracle inputs (hidden generator states), the share of the oracle's gain
+  over the reference that each sequence model reaches.
+
+Every number is computed from the records read (:func:`input_config_report`); nothing is stored
+elsewhere. ``docs/evaluation.md`` describes the method.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from qpebench.records import RecordError
+
+from .aggregate import ID_SET, MIN_SEEDS, OOD_PREFIX, Entry, RecordStates, Stat, group_records
+from .comparisons import Comparison, holm
+from .formats import md_escape, md_table
+from .page import CSS, html_table
+from .tables import goodness
+
+#: The factors a factor-separated test set changes (``datasets/synthetic_regions.py``).
+SHIFT_FACTORS = ("climate", "sensor", "radar", "step")
+#: Scores of the skill tables, when the records have them.
+SKILL_METRICS = ("csi@1", "csi@5", "rmse", "crps")
+DECOMPOSITION_METRIC = "csi@1"
+ALPHA = 0.05
+_FACTOR_DOMAIN = re.compile(
+    rf"^(?P<base>.+)_(?P<donor>[a-z0-9]+)_(?P<factor>{'|'.join(SHIFT_FACTORS)})$"
+)
+_BAND_SETS = {
+    ("IR10.8",): "IR10.8",
+    ("IR8.7", "IR10.8", "IR12.0"): "IR8.7, IR10.8, IR12.0",
+}
+
+
+@dataclass(frozen=True)
+class Configuration:
+    """One row of the study: an entry (a model configuration over seeds) and its input.
+
+    Attributes:
+        entry: The records of the configuration, one per seed.
+        label: The display name: the model, then its input.
+        windows: Minutes from the first to the last input frame, per set (``None`` where the
+            record does not say).
+    """
+
+    entry: Entry
+    label: str
+    windows: dict[str, float | None]
+
+    @property
+    def card(self) -> dict[str, Any]:
+        """The model card of the first seed's record."""
+        card: dict[str, Any] = self.entry.first["model"]
+        return card
+
+    @property
+    def oracle(self) -> tuple[str, ...]:
+        """The oracle fields the model reads (empty for an IR-only model)."""
+        return tuple(self.card.get("oracle_inputs") or ())
+
+
+def _bands_text(bands: Sequence[str]) -> str:
+    key = tuple(bands)
+    if len(key) == 7:
+        return "all 7"
+    return _BAND_SETS.get(key, ", ".join(key))
+
+
+def _window_text(minutes: float | None) -> str:
+    return "–" if minutes is None else f"{minutes:g}"
+
+
+def _configuration(entry: Entry) -> Configuration:
+    card = entry.first["model"]
+    windows = dict(entry.first.get("input_window_min") or {})
+    train = windows.get("train")
+    parts = [f"{card['frames']} fr."]
+    if card.get("step", 1) != 1:
+        parts.append(f"step {card['step']}")
+    if train is not None:
+        parts.append(f"{train:g} min")
+    parts.append(_bands_text(card["bands"]))
+    if card.get("oracle_inputs"):
+        parts.append("+ oracle")
+    return Configuration(entry, f"{card['name']} ({', '.join(parts)})", windows)
+
+
+@dataclass(frozen=True)
+class Verdicts:
+    """The seed × day tests of every configuration against the reference, Holm-adjusted.
+
+    ``tests`` maps (configuration label, test set, metric, direction) to the comparison and its
+    adjusted p-value; ``direction`` is ``"above"`` (the configuration better than the
+    reference) or ``"below"``.
+    """
+
+    tests: dict[tuple[str, str, str, str], tuple[Comparison, float]]
+
+    @property
+    def family(self) -> int:
+        """Holm's family: the number of one-sided tests adjusted together."""
+        return len(self.tests)
+
+    def verdict(self, label: str, test_set: str, metric: str, reference: str) -> str:
+        """``better than REF``, ``worse than REF``, ``no significant difference`` or why none.
+
+        A verdict needs a Holm-adjusted p below :data:`ALPHA` and an interval of the
+        difference that excludes zero on the same side (``leaderboard/RULES.md`` 12).
+        """
+        above = self.tests.get((label, test_set, metric, "above"))
+        below = self.tests.get((label, test_set, metric, "below"))
+        if above is None or below is None:
+            return "no seed × day test"
+        sign = 1.0 if goodness(metric, 1.0) > 0 else -1.0  # CSI higher, RMSE lower is better
+        for (test, adjusted), word in ((above, "better"), (below, "worse")):
+            lo, hi = test.ci if test.ci is not None else (math.nan, math.nan)
+            clear = min(sign * lo, sign * hi) > 0  # the interval of A − B is on A's better side
+            if adjusted < ALPHA and clear:
+                return f"{word} than {reference}"
+        return "no significant difference"
+
+
+def _verdicts(
+    configs: Sequence[Configuration],
+    reference: Configuration,
+    comparisons: Sequence[Comparison],
+    test_sets: Sequence[str],
+) -> Verdicts:
+    found: dict[tuple[str, str, str, str], Comparison] = {}
+    labels = {c.entry.label: c.label for c in configs}
+    ref = reference.entry.label
+    for c in comparisons:
+        if not c.over_seeds or c.test_set not in test_sets:
+            continue
+        if c.vs == ref and c.model in labels and c.model != ref:
+            found[labels[c.model], c.test_set, c.metric, "above"] = c
+        elif c.model == ref and c.vs in labels and c.vs != ref:
+            found[labels[c.vs], c.test_set, c.metric, "below"] = c
+    keys = list(found)
+    adjusted = holm([found[k].p_value for k in keys])
+    return Verdicts({k: (found[k], p) for k, p in zip(keys, adjusted, strict=True)})
+
+
+def _drops(entry: Entry, test_set: str, metric: str) -> list[float]:
+    """Per seed: the ID score minus the score on ``test_set`` (NaN where one is missing)."""
+    out = []
+    for record in entry.records:
+        scores = record["metrics"]
+        a = scores.get(ID_SET, {}).get(metric)
+        b = scores.get(test_set, {}).get(metric)
+        out.append(math.nan if a is None or b is None else float(a) - float(b))
+    return out
+
+
+@dataclass(frozen=True)
+class InputConfigReport:
+    """The study's tables, computed from the records (see the module docstring)."""
+
+    split: str
+    reference: str
+    design: list[str]
+    skill: dict[str, pd.DataFrame]
+    verdicts: Verdicts
+    decomposition: pd.DataFrame | None
+    ceilings: pd.DataFrame | None
+    notes: list[str]
+
+    def markdown(self) -> str:
+        """The report as Markdown."""
+        lines = [f"# Input configuration: {md_escape(self.split)}", ""]
+        lines += [f"- {md_escape(d)}" for d in self.design] + [""]
+        for test_set, table in self.skill.items():
+            lines += [f"## Skill on {md_escape(_set_name(test_set))}", "", md_table(table), ""]
+        lines += [_claims_text(self), ""]
+        if self.decomposition is not None:
+            lines += ["## OOD decomposition", "", DECOMPOSITION_NOTE, ""]
+            lines += [md_table(self.decomposition), ""]
+        if self.ceilings is not None:
+            lines += ["## Ceilings", "", CEILING_NOTE, "", md_table(self.ceilings), ""]
+        if self.notes:
+            lines += ["## Notes", ""] + [f"- {md_escape(n)}" for n in self.notes] + [""]
+        return "\n".join(lines)
+
+    def html(self) -> str:
+        """The report as one self-contained HTML page."""
+        title = f"Input configuration: {self.split}"
+        parts = [
+            "<!DOCTYPE html>",
+            '<html lang="en">',
+            '<head><meta charset="utf-8">',
+            f"<title>{html.escape(title)}</title>",
+            f"<style>{CSS}</style></head>",
+            "<body>",
+            f"<h1>{html.escape(title)}</h1>",
+            "<ul>" + "".join(f"<li>{html.escape(d)}</li>" for d in self.design) + "</ul>",
+        ]
+        for test_set, table in self.skill.items():
+            parts += [f"<h2>Skill on {html.escape(_set_name(test_set))}</h2>", html_table(table)]
+        parts.append(f"<p>{html.escape(_claims_text(self))}</p>")
+        if self.decomposition is not None:
+            parts += [
+                "<h2>OOD decomposition</h2>",
+                f"<p>{html.escape(DECOMPOSITION_NOTE)}</p>",
+                html_table(self.decomposition),
+            ]
+        if self.ceilings is not None:
+            parts += [
+                "<h2>Ceilings</h2>",
+                f"<p>{html.escape(CEILING_NOTE)}</p>",
+                html_table(self.ceilings),
+            ]
+        if self.notes:
+            items = "".join(f"<li>{html.escape(n)}</li>" for n in self.notes)
+            parts.append(f"<h2>Notes</h2><ul>{items}</ul>")
+        parts += ["</body>", "</html>", ""]
+        return "\n".join(parts)
+
+
+DECOMPOSITION_NOTE = (
+    f"Drop of {DECOMPOSITION_METRIC.upper()} from the ID set to each set, per seed, as mean ± "
+    "std over seeds (positive: worse out of distribution). Each factor column is a test set that "
+    "is the training region with ONE factor of the donor region; 'sum' adds the four, "
+    "'interaction' is the full drop minus that sum."
+)
+CEILING_NOTE = (
+    "CSI@1, mean ± std over seeds. 'radar vs truth' scores the generator's true rain against "
+    "the radar (a perfect retrieval: the most any model can reach against this radar without "
+    "learning the radar's errors). An oracle configuration also reads hidden generator states "
+    "(life stage and trend) as inputs; 'share of the oracle gain' is (sequence − reference) / "
+    "(oracle − reference) of the means."
+)
+
+
+def _set_name(test_set: str) -> str:
+    return "ID (id_test)" if test_set == ID_SET else test_set.removeprefix(OOD_PREFIX)
+
+
+def _claims_text(report: InputConfigReport) -> str:
+    return (
+        f"Verdicts: the seed × day test of each configuration against {report.reference} "
+        f"(both directions), Holm-adjusted over the {report.verdicts.family} one-sided tests of "
+        f"this report; a verdict needs an adjusted p < {ALPHA:g} and an interval that excludes "
+        f"zero, with at least {MIN_SEEDS} shared seeds for a claim (leaderboard/RULES.md 12)."
+    )
+
+
+def _skill_table(
+    configs: Sequence[Configuration],
+    test_set: str,
+    verdicts: Verdicts,
+    reference: Configuration,
+    paired: Sequence[str],
+) -> pd.DataFrame:
+    metrics = [m for m in SKILL_METRICS if any(m in c.entry.metrics(test_set) for c in configs)]
+    rows = []
+    for c in configs:
+        card = c.card
+        row: dict[str, Any] = {
+            "configuration": c.label,
+            "frames": card["frames"],
+            "step": card.get("step", 1),
+            "window (min)": _window_text(c.windows.get(test_set)),
+            "bands": _bands_text(card["bands"]),
+            "parameters": f"{int(card['parameters']):,}",
+            "MFLOPs": f"{int(card.get('flops_per_sample', 0)) / 1e6:.0f}",
+            "seeds": len(c.entry.seeds),
+        }
+        for m in metrics:
+            row[m.upper()] = c.entry.stat(test_set, m)
+        for m in paired:
+            if c is reference:
+                row[f"Δ{m.upper()} vs reference"] = "reference"
+                row[f"{m.upper()} verdict"] = "–"
+                continue
+            test = verdicts.tests.get((c.label, test_set, m, "above"))
+            if test is None:
+                row[f"Δ{m.upper()} vs reference"] = "–"
+            else:
+                comp, adjusted = test
+                ci = "" if comp.ci is None else f" [{comp.ci[0]:+.3f}, {comp.ci[1]:+.3f}]"
+                row[f"Δ{m.upper()} vs reference"] = f"{comp.diff:+.3f}{ci}, p(Holm) {adjusted:.3g}"
+            row[f"{m.upper()} verdict"] = verdicts.verdict(
+                c.label, test_set, m, reference.entry.model
+            )
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _decomposition(
+    configs: Sequence[Configuration], train_domain: str, domains: dict[str, str]
+) -> pd.DataFrame | None:
+    by_domain = {d: s for s, d in domains.items()}
+    donors: dict[str, dict[str, str]] = {}
+    for test_set, domain in domains.items():
+        found = _FACTOR_DOMAIN.match(domain)
+        if found and found["base"] == train_domain and found["donor"] in by_domain:
+            donors.setdefault(found["donor"], {})[found["factor"]] = test_set
+    if not donors:
+        return None
+    rows = []
+    metric = DECOMPOSITION_METRIC
+    for c in configs:
+        for donor in sorted(donors):
+            factors = donors[donor]
+            full = _drops(c.entry, by_domain[donor], metric)
+            row: dict[str, Any] = {"configuration": c.label, "donor": donor}
+            row["full drop"] = Stat.of(full)
+            parts = []
+            for factor in SHIFT_FACTORS:
+                if factor in factors:
+                    drops = _drops(c.entry, factors[factor], metric)
+                    parts.append(drops)
+                    row[factor] = Stat.of(drops)
+                else:
+                    row[factor] = "–"
+            if len(parts) == len(SHIFT_FACTORS):
+                total = np.sum(parts, axis=0)
+                row["sum"] = Stat.of(total.tolist())
+                row["interaction"] = Stat.of((np.asarray(full) - total).tolist())
+            else:
+                row["sum"] = row["interaction"] = "–"
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _ceilings(
+    configs: Sequence[Configuration], reference: Configuration, test_sets: Sequence[str]
+) -> pd.DataFrame | None:
+    truth = reference.entry.first["split"].get("truth_ceiling") or {}
+    oracles = [c for c in configs if c.oracle]
+    sequences = [c for c in configs if not c.oracle and c.card["frames"] > 1]
+    if not truth and not oracles:
+        return None
+    rows = []
+    for test_set in test_sets:
+        ref = reference.entry.stat(test_set, "csi@1")
+        row: dict[str, Any] = {"test set": _set_name(test_set)}
+        value = truth.get(test_set, {}).get("csi@1")
+        row["radar vs truth"] = "–" if value is None else f"{value:.3f}"
+        row[f"reference: {reference.label}"] = ref
+        for o in oracles:
+            oracle = o.entry.stat(test_set, "csi@1")
+            row[o.label] = oracle
+            for s in sequences:
+                seq = s.entry.stat(test_set, "csi@1")
+                gain = oracle.mean - ref.mean
+                share = (seq.mean - ref.mean) / gain if gain > 0 else math.nan
+                row[f"share of the oracle gain: {s.label}"] = (
+                    "–" if math.isnan(share) else f"{share:.2f}"
+                )
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _design(configs: Sequence[Configuration], reference: Configuration) -> list[str]:
+    records = [r for c in configs for r in c.entry.records]
+    seeds = sorted({len(c.entry.seeds) for c in configs})
+    levels = {
+        "architecture": sorted({c.card["name"] for c in configs}),
+        "frames": sorted({int(c.card["frames"]) for c in configs}),
+        "step": sorted({int(c.card.get("step", 1)) for c in configs}),
+        "window (min, training set)": sorted(
+            {w for c in configs if (w := c.windows.get("train")) is not None}
+        ),
+        "bands": sorted({_bands_text(c.card["bands"]) for c in configs}),
+        "oracle inputs": sorted({", ".join(c.oracle) or "none" for c in configs}),
+    }
+    fit = sum(float(r["runtime_s"].get("fit", 0)) for r in records)
+    evaluate = sum(float(r["runtime_s"].get("evaluate", 0)) for r in records)
+    machines = sorted(
+        {
+            f"{p.get('cpu_model') or p.get('machine', '?')}, {p.get('device', '?')}, "
+            f"{p.get('torch_threads', '?')} threads"
+            for r in records
+            if (p := r.get("provenance", {}))
+        }
+    )
+    first = reference.entry.first
+    return [
+        f"Split {first['split']['name']}, dataset version {first['dataset']['version']}; "
+        f"{len(configs)} configurations, {len(records)} records; seeds per configuration: "
+        + (f"{seeds[0]}" if len(seeds) == 1 else f"{seeds[0]}–{seeds[-1]}"),
+        "Levels: "
+        + "; ".join(f"{k}: {', '.join(str(v) for v in vals)}" for k, vals in levels.items()),
+        f"Reference: {reference.label}",
+        f"Compute: {fit / 3600:.2f} h of fitting and {evaluate / 3600:.2f} h of evaluation on "
+        + "; ".join(machines),
+    ]
+
+
+def input_config_report(
+    records: Sequence[dict[str, Any]],
+    states: Sequence[RecordStates] | None,
+    reference: str = "static_cnn",
+) -> InputConfigReport:
+    """The input-configuration study of ``records`` (one split) against ``reference``.
+
+    Args:
+        records: Loaded records (:func:`qpebench.leaderboard.sources.load_records`).
+        states: Their day states, in the same order.
+        reference: The reference model's registry name; its configuration without oracle
+            inputs and with the most seeds is the reference row.
+
+    Raises:
+        RecordError: No record, records of several splits, or no record of ``reference``.
+    """
+    board = group_records(records, states)
+    if len(board.splits) != 1:
+        raise RecordError(
+            f"an input-configuration report covers one split; the records hold {board.splits}"
+        )
+    configs = [_configuration(e) for e in board.entries]
+    candidates = [c for c in configs if c.entry.model == reference and not c.oracle]
+    if not candidates:
+        names = sorted({c.entry.model for c in configs})
+        raise RecordError(
+            f"no record of the reference model {reference!r}; the records hold {names}"
+        )
+    ref = max(candidates, key=lambda c: (len(c.entry.seeds), c.label))
+    configs.sort(key=lambda c: (c is not ref, c.card["name"], c.label))
+    first = ref.entry.first
+    domains = {str(k): str(v) for k, v in first["split"].get("test_domains", {}).items()}
+    train_domain = str(first["split"].get("train_domain", ""))
+    factor_sets = {
+        s
+        for s, d in domains.items()
+        if (m := _FACTOR_DOMAIN.match(d)) and m["base"] == train_domain
+    }
+    shown = [s for s in ref.entry.test_sets if s not in factor_sets]
+    paired = [m for m in ("csi@1", "rmse") if m in ref.entry.metrics(ID_SET)]
+    verdicts = _verdicts(configs, ref, board.comparisons, shown)
+    return InputConfigReport(
+        split=board.splits[0],
+        reference=ref.entry.model,
+        design=_design(configs, ref),
+        skill={s: _skill_table(configs, s, verdicts, ref, paired) for s in shown},
+        verdicts=verdicts,
+        decomposition=_decomposition(configs, train_domain, domains),
+        ceilings=_ceilings(configs, ref, shown),
+        notes=list(board.notes),
+    )
