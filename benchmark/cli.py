@@ -8,7 +8,8 @@ Commands::
     qpebench models list [--json]         the model cards of every registered model
     qpebench leaderboard render PATH ...  Markdown leaderboard from result records
     qpebench leaderboard publish PATH ... render them into leaderboard/results (the only way
-                                          anything is written there)
+                                          a board is written there)
+    qpebench report input-config PATH ... the input-configuration study of one split's records
     qpebench store verify STORE           check every shard against the manifest checksums
     qpebench inspect PATH [--json]        what a radar file holds (a directory: scan every file)
     qpebench inspect --readers [--json]   the registered radar readers
@@ -33,7 +34,7 @@ from typing import Any
 from qpebench import __version__
 from qpebench.config import compose_config, run_config
 from qpebench.errors import ConfigError, QpebenchError, describe, one_line
-from qpebench.names import printable
+from qpebench.names import check_name, check_writable, printable
 from qpebench.records import RecordError, load_record
 from qpebench.registry import MODELS, load_builtins
 from qpebench.store import SampleStore
@@ -126,6 +127,23 @@ def _parser() -> argparse.ArgumentParser:
         "validate", help="check result records against the schema (files or run dirs)"
     )
     validate.add_argument("paths", nargs="+", type=Path)
+    report = sub.add_parser("report", help="studies computed from result records")
+    report_sub = report.add_subparsers(dest="action", required=True)
+    study = report_sub.add_parser(
+        "input-config",
+        help="skill against frames, step, window, bands and architecture, with seed-level tests, "
+        "the OOD decomposition and the ceilings (docs/evaluation.md)",
+    )
+    study.add_argument("paths", nargs="+", type=Path, help="records or run folders of one split")
+    study.add_argument(
+        "--reference", default="static_cnn", help="the model every configuration is tested against"
+    )
+    study.add_argument(
+        "--out", type=Path, help="write NAME.md and NAME.html here instead of printing Markdown"
+    )
+    study.add_argument(
+        "--name", default="input_configuration", help="with --out: the files' name (no extension)"
+    )
     pred = sub.add_parser(
         "evaluate-predictions",
         help="score a CF netCDF of predicted rain rates against a truth file (docs/predictions.md)",
@@ -389,6 +407,28 @@ def _render(
         _echo(f"{fmt}: {path}")
 
 
+def _input_config(paths: Sequence[Path], reference: str, out: Path | None, name: str) -> None:
+    """The input-configuration report of the records of ``paths`` (printed, or written to out)."""
+    from qpebench.atomic import write_bytes_atomic
+    from qpebench.leaderboard.input_config import input_config_report
+    from qpebench.leaderboard.sources import load_records
+
+    files, unfinished = _record_files(paths)
+    for line in unfinished:
+        print(f"qpebench: warning: {printable(line)}; reporting those", file=sys.stderr)
+    records, states = load_records(files)
+    result = input_config_report(records, states, reference)
+    if out is None:
+        _echo(result.markdown())
+        return
+    check_name(name, "--name")
+    check_writable(out, "--out")
+    for suffix, text in ((".md", result.markdown()), (".html", result.html())):
+        path = out / f"{name}{suffix}"
+        write_bytes_atomic(path, text.encode("utf-8"))
+        _echo(f"{suffix[1:]}: {path}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``qpebench`` console script."""
     args = _parser().parse_args(argv)
@@ -426,6 +466,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 _render(args.paths, args.out, "md", args.title, args.name)
             else:
                 _render(args.paths, args.out, args.format, args.title, args.name)
+        elif args.command == "report":
+            _input_config(args.paths, args.reference, args.out, args.name)
         elif args.command == "evaluate-predictions":
             from qpebench.predictions import evaluate_predictions, format_report
 

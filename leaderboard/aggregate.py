@@ -244,7 +244,10 @@ def unique_labels(items: Sequence[tuple[str, int, str]]) -> list[str]:
 
 
 def group_records(
-    records: Sequence[dict[str, Any]], states: Sequence[RecordStates] | None = None
+    records: Sequence[dict[str, Any]],
+    states: Sequence[RecordStates] | None = None,
+    *,
+    compare: bool = True,
 ) -> Board:
     """Group ``records`` over seeds, and compare the entries on their day states.
 
@@ -258,6 +261,8 @@ def group_records(
         states: Each record's day states (:func:`qpebench.states.read_states`; None for a
             record without), in the order of ``records``; None: no record has states, and
             only the comparisons stored in the records (``paired``) are shown.
+        compare: Compare every pair of entries (``False``: the caller compares the pairs it
+            needs with :func:`~.comparisons.compare_entries`).
 
     Raises:
         RecordError: No record.
@@ -324,7 +329,7 @@ def group_records(
             )
         )
     entries.sort(key=lambda e: (e.split, e.label))
-    comparisons, more = compare_entries(entries)
+    comparisons, more = compare_entries(entries) if compare else ([], [])
     return Board(tuple(entries), tuple(sorted([*notes, *more])), tuple(comparisons))
 
 

@@ -20,8 +20,8 @@ its state), however many partners it has. ``docs/evaluation.md`` gives the metho
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -131,13 +131,15 @@ class _Replicates:
         return self._done[key]
 
 
-def _sides(entry: Entry, test_set: str) -> dict[int, _Side]:
+def _sides(entry: Entry, test_set: str, bootstrap: int | None) -> dict[int, _Side]:
     """Seed → the entry's record states on ``test_set`` (records without states left out)."""
     out = {}
     for record, states in zip(entry.records, entry.states, strict=True):
         if states is not None and test_set in states:
             table = states[test_set]
             settings = record_settings(record, f"{entry.label} seed {record['seed']}")
+            if bootstrap is not None:
+                settings = replace(settings, bootstrap=bootstrap)
             out[int(record["seed"])] = _Side(int(record["seed"]), table, settings, table.scores())
     return out
 
@@ -167,28 +169,44 @@ def _mean_scores(sides: Sequence[_Side]) -> dict[str, float]:
     return {m: float(np.mean([s.scores.get(m, math.nan) for s in sides])) for m in sides[0].scores}
 
 
-def compare_entries(entries: Sequence[Entry]) -> tuple[list[Comparison], list[str]]:
+def compare_entries(
+    entries: Sequence[Entry],
+    *,
+    against: str | None = None,
+    test_sets: Collection[str] | None = None,
+    bootstrap: int | None = None,
+) -> tuple[list[Comparison], list[str]]:
     """Every ordered pair of ``entries`` compared on their records' day states.
 
     Args:
         entries: Entries of one board (any splits; only entries of the same split, dataset
             version and split definition are paired).
+        against: Only the pairs of which one entry has this label (both orders).
+        test_sets: Only these test sets.
+        bootstrap: Replicates to draw instead of the records' ``evaluation.bootstrap`` (the
+            states allow any number: a large family needs more, see ``docs/evaluation.md``).
 
     Returns:
         The comparisons (entries by label, then test set, then metric) and notes on pairs
         left out because their records do not match.
     """
     ordered = sorted(entries, key=lambda e: (e.split, e.label))
-    sides = {(e.label, e.split, s): _sides(e, s) for e in ordered for s in e.test_sets}
+    sides = {
+        (e.label, e.split, s): _sides(e, s, bootstrap)
+        for e in ordered
+        for s in e.test_sets
+        if test_sets is None or s in test_sets
+    }
     replicates = _Replicates()
     out: list[Comparison] = []
     notes: set[str] = set()
     for a in ordered:
         for b in ordered:
             same = (a.split, a.dataset, a.definition) == (b.split, b.dataset, b.definition)
-            if a is b or not same:
+            if a is b or not same or (against is not None and against not in (a.label, b.label)):
                 continue
-            for test_set in (s for s in a.test_sets if s in b.test_sets):
+            chosen = (s for s in a.test_sets if s in b.test_sets)
+            for test_set in (s for s in chosen if test_sets is None or s in test_sets):
                 pairs, reason = _pairable(
                     sides[a.label, a.split, test_set], sides[b.label, b.split, test_set]
                 )

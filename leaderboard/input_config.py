@@ -37,9 +37,10 @@ import numpy as np
 import pandas as pd
 
 from qpebench.records import RecordError
+from qpebench.states import record_settings
 
 from .aggregate import ID_SET, MIN_SEEDS, OOD_PREFIX, Entry, RecordStates, Stat, group_records
-from .comparisons import Comparison, holm
+from .comparisons import Comparison, compare_entries, holm
 from .formats import md_escape, md_table
 from .page import CSS, html_table
 from .tables import goodness
@@ -138,6 +139,8 @@ class Verdicts:
         below = self.tests.get((label, test_set, metric, "below"))
         if above is None or below is None:
             return "no seed × day test"
+        if len(above[0].seeds) < MIN_SEEDS:
+            return f"{len(above[0].seeds)} seeds: no claim"
         sign = 1.0 if goodness(metric, 1.0) > 0 else -1.0  # CSI higher, RMSE lower is better
         for (test, adjusted), word in ((above, "better"), (below, "worse")):
             lo, hi = test.ci if test.ci is not None else (math.nan, math.nan)
@@ -188,6 +191,7 @@ class InputConfigReport:
     design: list[str]
     skill: dict[str, pd.DataFrame]
     verdicts: Verdicts
+    replicates: int
     decomposition: pd.DataFrame | None
     ceilings: pd.DataFrame | None
     notes: list[str]
@@ -266,7 +270,8 @@ def _claims_text(report: InputConfigReport) -> str:
     return (
         f"Verdicts: the seed × day test of each configuration against {report.reference} "
         f"(both directions), Holm-adjusted over the {report.verdicts.family} one-sided tests of "
-        f"this report; a verdict needs an adjusted p < {ALPHA:g} and an interval that excludes "
+        f"this report ({report.replicates} seed × day replicates each); a verdict needs an "
+        f"adjusted p < {ALPHA:g} and an interval that excludes "
         f"zero, with at least {MIN_SEEDS} shared seeds for a claim (leaderboard/RULES.md 12)."
     )
 
@@ -396,10 +401,12 @@ def _design(configs: Sequence[Configuration], reference: Configuration) -> list[
     evaluate = sum(float(r["runtime_s"].get("evaluate", 0)) for r in records)
     machines = sorted(
         {
-            f"{p.get('cpu_model') or p.get('machine', '?')}, {p.get('device', '?')}, "
-            f"{p.get('torch_threads', '?')} threads"
+            f"{h.get('cpu_model') or h.get('machine', '?')} ({h.get('cpu_count', '?')} cores, "
+            f"{h.get('torch_threads', '?')} torch threads, {h.get('device', '?')}"
+            f"{', ' + str(h['gpu']) if h.get('gpu') else ''}, "
+            f"{r['provenance'].get('precision', 'fp32')})"
             for r in records
-            if (p := r.get("provenance", {}))
+            if (h := r.get("provenance", {}).get("hardware", {}))
         }
     )
     first = reference.entry.first
@@ -408,11 +415,23 @@ def _design(configs: Sequence[Configuration], reference: Configuration) -> list[
         f"{len(configs)} configurations, {len(records)} records; seeds per configuration: "
         + (f"{seeds[0]}" if len(seeds) == 1 else f"{seeds[0]}–{seeds[-1]}"),
         "Levels: "
-        + "; ".join(f"{k}: {', '.join(str(v) for v in vals)}" for k, vals in levels.items()),
+        + "; ".join(
+            f"{k}: {', '.join(f'{v:g}' if isinstance(v, float) else str(v) for v in vals)}"
+            for k, vals in levels.items()
+        ),
         f"Reference: {reference.label}",
         f"Compute: {fit / 3600:.2f} h of fitting and {evaluate / 3600:.2f} h of evaluation on "
         + "; ".join(machines),
     ]
+
+
+def replicates_for(family: int, recorded: int) -> int:
+    """Bootstrap replicates for a Holm family of ``family`` tests: at least ``20 × family``.
+
+    A p-value is at least ``1 / (B + 1)``, so an adjusted p-value below 0.05 needs
+    ``B ≥ 20 m``; rounded up to thousands, and never fewer than the records' own ``recorded``.
+    """
+    return max(recorded, math.ceil(20 * family / 1000) * 1000)
 
 
 def input_config_report(
@@ -421,6 +440,10 @@ def input_config_report(
     reference: str = "static_cnn",
 ) -> InputConfigReport:
     """The input-configuration study of ``records`` (one split) against ``reference``.
+
+    Each configuration is compared with the reference on the ID set and every full OOD set, on
+    the records' paired metrics, in both directions; the seed × day bootstrap draws
+    :func:`replicates_for` that family's size (from the saved day states, so any number).
 
     Args:
         records: Loaded records (:func:`qpebench.leaderboard.sources.load_records`).
@@ -431,7 +454,7 @@ def input_config_report(
     Raises:
         RecordError: No record, records of several splits, or no record of ``reference``.
     """
-    board = group_records(records, states)
+    board = group_records(records, states, compare=False)
     if len(board.splits) != 1:
         raise RecordError(
             f"an input-configuration report covers one split; the records hold {board.splits}"
@@ -454,15 +477,24 @@ def input_config_report(
         if (m := _FACTOR_DOMAIN.match(d)) and m["base"] == train_domain
     }
     shown = [s for s in ref.entry.test_sets if s not in factor_sets]
-    paired = [m for m in ("csi@1", "rmse") if m in ref.entry.metrics(ID_SET)]
-    verdicts = _verdicts(configs, ref, board.comparisons, shown)
+    settings = record_settings(first, f"{ref.label} seed {first['seed']}")
+    paired = [m for m in settings.paired_metrics if m in ref.entry.metrics(ID_SET)]
+    family = 2 * (len(configs) - 1) * len(shown) * len(paired)
+    comparisons, notes = compare_entries(
+        board.entries,
+        against=ref.entry.label,
+        test_sets=shown,
+        bootstrap=replicates_for(family, settings.bootstrap),
+    )
+    verdicts = _verdicts(configs, ref, [c for c in comparisons if c.metric in paired], shown)
     return InputConfigReport(
         split=board.splits[0],
         reference=ref.entry.model,
         design=_design(configs, ref),
         skill={s: _skill_table(configs, s, verdicts, ref, paired) for s in shown},
         verdicts=verdicts,
+        replicates=replicates_for(family, settings.bootstrap),
         decomposition=_decomposition(configs, train_domain, domains),
         ceilings=_ceilings(configs, ref, shown),
-        notes=list(board.notes),
+        notes=[*board.notes, *notes],
     )
