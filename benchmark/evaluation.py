@@ -55,6 +55,8 @@ TB_BINS_K = (210.0, 230.0, 250.0, 270.0, math.inf)
 #: Observed rain regime of a sample: ``dry`` when under 1 % of its valid pixels reach 0.1 mm/h,
 #: ``convective`` when at least 5 % of its wet pixels reach 10 mm/h, else ``stratiform``.
 DRY_FRACTION, CONVECTIVE_RATE, CONVECTIVE_SHARE = 0.01, 10.0, 0.05
+#: Scores whose day-block interval each stratum carries (the board's stratum columns).
+STRATUM_INTERVAL_METRICS = ("csi@1", "csi@5", "rmse", "bias")
 #: Largest number of distinct values of a plain metadata column used as a stratum.
 MAX_STRATUM_VALUES = 50
 BINNED_STRATA = ("local_hour", "vza", "regime", "tb")
@@ -236,6 +238,7 @@ class StateLayout:
         self.families = [f.fresh() for f in families]
         sizes = [f.state().size for f in self.families]
         self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+        self._names = [set(f.result()) for f in self.families]  # the scores each family gives
 
     @property
     def size(self) -> int:
@@ -260,6 +263,25 @@ class StateLayout:
         out: dict[str, float] = {}
         for acc in self.loaded(state):
             out.update(acc.result())
+        return out
+
+    def replicate_scores(
+        self, states: npt.NDArray[np.float64], metrics: Sequence[str]
+    ) -> dict[str, npt.NDArray[np.float64]]:
+        """Each metric of each row of ``states`` ``(B, size)`` (NaN where no family gives it).
+
+        Only the families that give one of ``metrics`` are scored.
+        """
+        out = {m: np.full(states.shape[0], math.nan) for m in metrics}
+        needed = [i for i, names in enumerate(self._names) if names & set(metrics)]
+        for b in range(states.shape[0]):
+            for i in needed:
+                acc = self.families[i].fresh()
+                acc.load_state(states[b, self.offsets[i] : self.offsets[i + 1]])
+                result = acc.result()
+                for m in metrics:
+                    if m in result:
+                        out[m][b] = result[m]
         return out
 
     def curves(self, state: npt.NDArray[np.float64]) -> dict[str, Any]:
@@ -300,22 +322,24 @@ class DayStates:
         self, weights: npt.NDArray[np.float64], metrics: Sequence[str]
     ) -> dict[str, npt.NDArray[np.float64]]:
         """Each metric on each bootstrap replicate (rows of ``weights``, one column per day)."""
-        resampled = weights @ self.states
-        out = {m: np.full(weights.shape[0], math.nan) for m in metrics}
-        for b in range(weights.shape[0]):
-            scores = self.layout.scores(resampled[b])
-            for m in metrics:
-                out[m][b] = scores.get(m, math.nan)
-        return out
+        return self.layout.replicate_scores(weights @ self.states, metrics)
+
+
+#: A stratum's states by day: stratifier → value → day → state.
+StratumDays = dict[str, dict[str, dict[str, npt.NDArray[np.float64]]]]
 
 
 @dataclass
 class SetEvaluation:
-    """The accumulated states of one model on one test set."""
+    """The accumulated states of one model on one test set.
+
+    ``strata`` holds each stratum's states per day, so a stratum gets the day-block intervals
+    of the whole set (:meth:`stratum_intervals`).
+    """
 
     layout: StateLayout
     days: dict[str, npt.NDArray[np.float64]]
-    strata: dict[str, dict[str, npt.NDArray[np.float64]]]
+    strata: StratumDays
     stratum_samples: dict[str, dict[str, int]]
     n_samples: int
 
@@ -342,11 +366,34 @@ class SetEvaluation:
         for name, tables in self.strata.items():
             out[name] = {}
             for value in sorted(tables):
-                scores = self.layout.scores(tables[value])
+                scores = self.layout.scores(np.sum(list(tables[value].values()), axis=0))
                 if name == "tb":  # pixel strata: spatial scores do not apply
                     scores = {k: v for k, v in scores.items() if not k.startswith("fss")}
                 count = self.stratum_samples.get(name, {}).get(value)
                 out[name][value] = {**scores, **({"n_samples": count} if count else {})}
+        return out
+
+    def stratum_intervals(
+        self, weights: npt.NDArray[np.float64], metrics: Sequence[str], level: float
+    ) -> dict[str, dict[str, dict[str, list[float] | None]]]:
+        """Each stratum's percentile intervals on the set's day-block draws ``weights``.
+
+        Args:
+            weights: ``(B, n_days)`` draws over the set's days in sorted order (the set's own
+                draws, :func:`bootstrap_weights`): a day absent from a stratum adds nothing.
+            metrics: Scores that get an interval (pixel strata, ``tb``, get no FSS).
+            level: Confidence level.
+        """
+        names = sorted(self.days)
+        zero = np.zeros(self.layout.size)
+        out: dict[str, dict[str, dict[str, list[float] | None]]] = {}
+        for name, tables in self.strata.items():
+            wanted = [m for m in metrics if not (name == "tb" and m.startswith("fss"))]
+            out[name] = {}
+            for value, by_day in sorted(tables.items()):
+                matrix = np.stack([by_day.get(d, zero) for d in names])
+                reps = self.layout.replicate_scores(weights @ matrix, wanted)
+                out[name][value] = {m: percentile_interval(reps[m], level) for m in wanted}
         return out
 
 
@@ -506,12 +553,12 @@ def evaluate_set(
     want_regime, want_tb = "regime" in settings.strata, "tb" in settings.strata
     zero = np.zeros(layout.size)
     day_tables: dict[str, npt.NDArray[np.float64]] = {}
-    strata: dict[str, dict[str, npt.NDArray[np.float64]]] = {}
+    strata: StratumDays = {}
     counts: dict[str, dict[str, int]] = {}
 
-    def add(name: str, value: str, state: npt.NDArray[np.float64], samples: int) -> None:
-        table = strata.setdefault(name, {})
-        table[value] = table.get(value, zero) + state
+    def add(name: str, value: str, day: str, state: npt.NDArray[np.float64], samples: int) -> None:
+        table = strata.setdefault(name, {}).setdefault(value, {})
+        table[day] = table.get(day, zero) + state
         counts.setdefault(name, {})
         counts[name][value] = counts[name].get(value, 0) + samples
 
@@ -530,24 +577,27 @@ def evaluate_set(
             k = start + i
             day_tables[days[k]] = day_tables.get(days[k], zero) + state
             for name, values in labels.items():
-                add(name, str(values[k]), state, 1)
+                add(name, str(values[k]), days[k], state, 1)
             if regimes is not None:
-                add("regime", str(regimes[i]), state, 1)
+                add("regime", str(regimes[i]), days[k], state, 1)
         if want_tb:
             if "IR10.8" in card.bands:  # the target frame is the input's last
                 tb = batch.ir[:, -1, card.bands.index("IR10.8")]
             else:
                 tb = store.read(block, frames=1, bands=["IR10.8"]).ir[:, -1, 0]
             bins = np.searchsorted(TB_BINS_K, tb, side="right")
-            for j, label in enumerate(tb_labels):
-                in_bin = batch.valid & (bins == j)
-                if not in_bin.any():
-                    continue
-                fams = [f.fresh() for f in layout.families]
-                for fam, point in zip(fams, pointwise, strict=True):
-                    if point:
-                        fam.update(outputs[fam.needs], batch.rain, in_bin)
-                add("tb", label, layout.state_of(fams), 0)
+            block_days = days[start : start + block.size]
+            for day in np.unique(block_days):
+                rows = block_days == day
+                for j, label in enumerate(tb_labels):
+                    in_bin = batch.valid[rows] & (bins[rows] == j)
+                    if not in_bin.any():
+                        continue
+                    fams = [f.fresh() for f in layout.families]
+                    for fam, point in zip(fams, pointwise, strict=True):
+                        if point:
+                            fam.update(outputs[fam.needs][rows], batch.rain[rows], in_bin)
+                    add("tb", label, str(day), layout.state_of(fams), 0)
     return SetEvaluation(
         layout=layout,
         days=day_tables,
@@ -564,15 +614,16 @@ def merge_evaluations(parts: Sequence[SetEvaluation]) -> SetEvaluation:
     """
     layout = parts[0].layout
     days: dict[str, npt.NDArray[np.float64]] = {}
-    strata: dict[str, dict[str, npt.NDArray[np.float64]]] = {}
+    strata: StratumDays = {}
     counts: dict[str, dict[str, int]] = {}
     for part in parts:
         for day, state in part.days.items():
             days[day] = days[day] + state if day in days else state.copy()
         for name, tables in part.strata.items():
-            into = strata.setdefault(name, {})
-            for value, state in tables.items():
-                into[value] = into[value] + state if value in into else state.copy()
+            for value, by_day in tables.items():
+                into = strata.setdefault(name, {}).setdefault(value, {})
+                for day, state in by_day.items():
+                    into[day] = into[day] + state if day in into else state.copy()
         for name, table in part.stratum_samples.items():
             into_counts = counts.setdefault(name, {})
             for value, n in table.items():
@@ -617,6 +668,7 @@ class ModelEvaluation:
     metrics: dict[str, dict[str, float]]
     intervals: dict[str, dict[str, list[float] | None]]
     strata: dict[str, dict[str, dict[str, dict[str, float]]]]
+    strata_intervals: dict[str, dict[str, dict[str, dict[str, list[float] | None]]]]
     curves: dict[str, dict[str, Any]]
     examples: dict[str, dict[str, Any]]
     replicates: dict[str, dict[str, npt.NDArray[np.float64]]]
@@ -631,7 +683,7 @@ def evaluate_model(
     seed: int,
 ) -> ModelEvaluation:
     """Evaluate ``model`` on every test set: scores, intervals, strata, curves, one example."""
-    result = ModelEvaluation({}, {}, {}, {}, {}, {}, {})
+    result = ModelEvaluation({}, {}, {}, {}, {}, {}, {}, {})
     wanted = list(dict.fromkeys([*settings.ci_metrics, *settings.paired_metrics]))
     for name, idx in test_sets.items():
         ev = evaluate_sharded(model, store, idx, settings)
@@ -654,6 +706,9 @@ def evaluate_model(
                 for m in settings.ci_metrics
                 if m in reps
             }
+            result.strata_intervals[name] = ev.stratum_intervals(
+                weights, [m for m in STRATUM_INTERVAL_METRICS if m in scores], settings.ci_level
+            )
         metadata = store.metadata.iloc[idx]
         if "rain_fraction" in metadata.columns:
             pick = int(idx[int(np.argmax(metadata["rain_fraction"].to_numpy()))])

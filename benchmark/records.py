@@ -118,6 +118,13 @@ def _number(value: Any) -> bool:
     return not isinstance(value, bool) and isinstance(value, int | float)
 
 
+def _interval(ci: Any) -> bool:
+    """Whether ``ci`` is ``None`` or an interval ``[lo, hi]`` of numbers with ``lo <= hi``."""
+    return ci is None or (
+        isinstance(ci, list) and len(ci) == 2 and all(map(_number, ci)) and ci[0] <= ci[1]
+    )
+
+
 def _check_scores(source: str, where: str, scores: Any) -> None:
     if not isinstance(scores, dict):
         raise RecordError(f"{source}: {where} must map metric names to numbers")
@@ -228,11 +235,17 @@ def _check_v2(record: dict[str, Any], source: str) -> None:
     _mapping(source, "split['test_domains']", record["split"]["test_domains"])
     for test_set, intervals in record["intervals"].items():
         for metric, ci in _mapping(source, f"intervals[{test_set!r}]", intervals).items():
-            ok = ci is None or (
-                isinstance(ci, list) and len(ci) == 2 and all(map(_number, ci)) and ci[0] <= ci[1]
-            )
-            if not ok:
+            if not _interval(ci):
                 raise RecordError(f"{source}: intervals[{test_set!r}][{metric!r}] = {ci!r}")
+    for test_set, by_column in record.get("strata_intervals", {}).items():
+        for column, by_value in _mapping(
+            source, f"strata_intervals[{test_set!r}]", by_column
+        ).items():
+            where = f"strata_intervals[{test_set!r}][{column!r}]"
+            for value, by_metric in _mapping(source, where, by_value).items():
+                for metric, ci in _mapping(source, f"{where}[{value!r}]", by_metric).items():
+                    if not _interval(ci):
+                        raise RecordError(f"{source}: {where}[{value!r}][{metric!r}] = {ci!r}")
     for test_set, by_column in record["strata"].items():
         for column, by_value in _mapping(source, f"strata[{test_set!r}]", by_column).items():
             where = f"strata[{test_set!r}][{column!r}]"

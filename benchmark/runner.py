@@ -323,6 +323,7 @@ def _fit_and_record(
             "metrics": ev.metrics,
             "intervals": ev.intervals,
             "strata": ev.strata,
+            "strata_intervals": ev.strata_intervals,
             "curves": ev.curves,
             "examples": ev.examples,
             "states": write_states(states_path, ev),

@@ -368,7 +368,9 @@ def _row(entry: Entry, where: tuple[str, str, str], metric: str, stat: Stat) -> 
 def strata_stats(entry: Entry) -> dict[tuple[str, str, str, str], Stat]:
     """Scores per stratum over seeds: (test set, column, value, metric) → :class:`Stat`.
 
-    ``n_samples`` of a stratum is one of the metrics. Empty for records without ``strata``.
+    ``n_samples`` of a stratum is one of the metrics. With one seed a score keeps the
+    stratum's day-block interval where the record has one (``strata_intervals``); with several,
+    mean ± std. Empty for records without ``strata``.
     """
     cells: dict[tuple[str, str, str, str], list[float | None]] = {}
     for rec in entry.records:
@@ -378,7 +380,14 @@ def strata_stats(entry: Entry) -> dict[tuple[str, str, str, str], Stat]:
                     for metric, x in scores.items():
                         key = (str(test_set), str(column), str(value), str(metric))
                         cells.setdefault(key, []).append(None if x is None else float(x))
-    return {key: Stat.of(xs) for key, xs in sorted(cells.items())}
+    intervals: dict[tuple[str, str, str, str], Sequence[float] | None] = {}
+    if len(entry.records) == 1:  # one seed: the stratum's own day-block interval
+        for test_set, columns in entry.first.get("strata_intervals", {}).items():
+            for column, values in columns.items():
+                for value, by_metric in values.items():
+                    for metric, ci in by_metric.items():
+                        intervals[str(test_set), str(column), str(value), str(metric)] = ci
+    return {key: Stat.of(xs, intervals.get(key)) for key, xs in sorted(cells.items())}
 
 
 def scores_long(board: Board) -> pd.DataFrame:

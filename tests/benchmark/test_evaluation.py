@@ -17,6 +17,7 @@ from qpebench.evaluation import (
     metadata_strata,
     paired_comparison,
     paired_tests,
+    percentile_interval,
     rain_regime,
     sample_days,
     seed_day_replicates,
@@ -227,6 +228,40 @@ def test_evaluate_model_intervals_examples_and_paired(tiny_store, europe, gpi):
     reps = ev.replicates["id_test"]
     same = paired_comparison(reps, reps, ev.metrics["id_test"], ev.metrics["id_test"], 0.95)
     assert same["csi@1"]["p_value"] == 1.0 and same["csi@1"]["ci"] == [0.0, 0.0]
+
+
+def test_a_stratum_gets_the_interval_of_its_days(tiny_store, europe, gpi):
+    """A stratum holding the whole set has the set's interval; a smaller one, its own days'."""
+    settings = EvalSettings(strata=("region", "season", "tb"), bootstrap=300)
+    ev = evaluate_model(gpi, tiny_store, {"id_test": europe}, settings, seed=0)
+    whole = ev.strata_intervals["id_test"]["region"]["europe"]
+    assert whole["csi@1"] == ev.intervals["id_test"]["csi@1"]
+    assert whole["rmse"] == ev.intervals["id_test"]["rmse"]
+    # a season's interval: the set's day draws applied to that season's days alone
+    one = evaluate_set(gpi, tiny_store, europe, settings)
+    weights = bootstrap_weights(len(one.days), 300, 0, "id_test")
+    names = sorted(one.days)
+    md = tiny_store.metadata.iloc[europe]
+    season = md["season"].iloc[0]
+    idx = europe[md["season"].to_numpy() == season]
+    part = evaluate_set(gpi, tiny_store, idx, EvalSettings(strata=())).day_states()
+    rows = {d: part.states[i] for i, d in enumerate(part.days)}
+    matrix = np.stack([rows.get(d, np.zeros(part.states.shape[1])) for d in names])
+    reps = part.layout.replicate_scores(weights @ matrix, ["csi@1"])
+    want = percentile_interval(reps["csi@1"], 0.95)
+    assert ev.strata_intervals["id_test"]["season"][season]["csi@1"] == pytest.approx(want)
+    assert "fss17@1" not in ev.strata_intervals["id_test"]["tb"][">=270 K"]
+
+
+def test_replicate_scores_equal_scoring_each_row(tiny_store, europe, gpi):
+    table = evaluate_set(gpi, tiny_store, europe, EvalSettings(strata=())).day_states()
+    weights = bootstrap_weights(len(table.days), 20, 3, "id_test")
+    reps = table.replicates(weights, ["csi@1", "rmse", "fss17@1", "no_such_score"])
+    for b, row in enumerate(weights @ table.states):
+        scores = table.layout.scores(row)
+        for m in ("csi@1", "rmse", "fss17@1"):
+            assert reps[m][b] == scores[m]
+    assert np.isnan(reps["no_such_score"]).all()
 
 
 def test_goodness_orientation():

@@ -126,7 +126,9 @@ def test_the_decomposition_is_the_per_seed_drops(study):
     assert row["full drop"] == Stat.of(full.tolist())
     assert row["radar"] == Stat.of(parts[2].tolist())
     assert row["sum"].mean == pytest.approx(np.sum(parts, axis=0).mean(), abs=1e-12)
-    assert row["interaction"].mean == pytest.approx((full - np.sum(parts, axis=0)).mean(), abs=1e-12)
+    assert row["interaction"].mean == pytest.approx(
+        (full - np.sum(parts, axis=0)).mean(), abs=1e-12
+    )
 
 
 FACTOR_NAMES = ("climate", "sensor", "radar", "step")

@@ -105,6 +105,17 @@ def test_same_seed_twice_keeps_the_newer_with_a_note(make_record):
     assert "left out for the newer run newer" in board.notes[0]
 
 
+def test_one_seed_strata_carry_their_intervals():
+    rec = record("a", 0.5, {})
+    rec["strata"] = {"id_test": {"season": {"DJF": {"csi@1": 0.4, "n_samples": 12}}}}
+    rec["strata_intervals"] = {"id_test": {"season": {"DJF": {"csi@1": [0.3, 0.55]}}}}
+    (row,) = strata_table(group_records([rec]).entries).itertuples(index=False)
+    assert fmt_stat(row[5]) == "0.400 [0.300, 0.550]"  # the csi@1 column
+    two = [rec, {**rec, "seed": 1, "run_id": "r1"}]
+    (row,) = strata_table(group_records(two).entries).itertuples(index=False)
+    assert fmt_stat(row[5]) == "0.400 ± 0.000 (n=2)"  # several seeds: their spread
+
+
 def test_no_record():
     with pytest.raises(RecordError, match="no result record"):
         leaderboard_markdown([])
