@@ -1,0 +1,48 @@
+#!/bin/sh
+# The input-configuration study (docs/evaluation.md, "The input-configuration study"): every cell
+# of the one-factor-at-a-time design, run resumably from a fixed commit.
+#
+#   sh tools/input_config_study.sh COMMIT [EPOCHS] [SEEDS]
+#
+# The code runs from a clean checkout of COMMIT (a git worktree under runs/code-<commit>, with a
+# virtual environment that reuses this checkout's dependencies), so every record of the study
+# carries one commit and a relaunch after new commits on the branch finds the run folder and
+# skips the jobs it finished. Records go to runs/study; render them with
+#   qpebench report input-config runs/study --out leaderboard/results
+# Cells (all at param_budget=150000 on data=synthetic_factors split=synthetic_europe_factors):
+#   reference: static_cnn (last frame, 7 bands)
+#   base:      early_fusion, 4 frames (45 min of SEVIRI), step 1, 7 bands
+#   frames:    early_fusion 2, 6            step: early_fusion 4 frames at step 2 (90 min)
+#   bands:     early_fusion with IR10.8 alone; with IR8.7, IR10.8, IR12.0
+#   network:   conv3d_time, conv4d_factorized, convgru (4 frames, 7 bands)
+#   oracle:    static_cnn with the hidden life-cycle fields (the ceiling of the temporal gain)
+set -eu
+COMMIT=$(git rev-parse --short=12 "${1:?usage: input_config_study.sh COMMIT [EPOCHS] [SEEDS]}")
+EPOCHS=${2:-12}
+SEEDS=${3:-[0,1,2]}
+ROOT=$(pwd)
+CODE="$ROOT/runs/code-$COMMIT"
+if [ ! -d "$CODE" ]; then
+    git worktree add --detach "$CODE" "$COMMIT"
+fi
+if [ ! -x "$CODE/.venv/bin/qpebench" ]; then
+    "$ROOT/.venv/bin/python" -m venv --without-pip "$CODE/.venv"
+    SITE=$("$ROOT/.venv/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+    OWN=$("$CODE/.venv/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+    echo "$SITE" > "$OWN/qpebench-deps.pth"
+    (cd "$CODE" && "$ROOT/.venv/bin/python" -m pip install --quiet --no-deps --no-build-isolation \
+        --target "$OWN" .)
+fi
+run() {
+    (cd "$CODE" && .venv/bin/qpebench run data=synthetic_factors split=synthetic_europe_factors \
+        param_budget=150000 train.epochs="$EPOCHS" "seeds=$SEEDS" progress=false \
+        paths.runs="$ROOT/runs/study" paths.cache="$ROOT/.cache/qpebench" "$@")
+}
+run "models=[static_cnn,early_fusion,conv3d_time,conv4d_factorized,convgru]"
+for frames in 2 6; do
+    run "models=[early_fusion]" "+model_params.early_fusion.frames=$frames"
+done
+run "models=[early_fusion]" "+model_params.early_fusion.step=2"
+run "models=[early_fusion]" "+model_params.early_fusion.bands=[IR10.8]"
+run "models=[early_fusion]" "+model_params.early_fusion.bands=[IR8.7,IR10.8,IR12.0]"
+run "models=[static_cnn]" "+model_params.static_cnn.oracle_inputs=[cell_cover,cell_stage,shield_trend]"
