@@ -26,12 +26,13 @@ if [ ! -d "$CODE" ]; then
     git worktree add --detach "$CODE" "$COMMIT"
 fi
 if [ ! -x "$CODE/.venv/bin/qpebench" ]; then
+    # a venv of its own for the worktree's qpebench; its dependencies (and pip) are this
+    # checkout's, reached through a path file
     "$ROOT/.venv/bin/python" -m venv --without-pip "$CODE/.venv"
     SITE=$("$ROOT/.venv/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
     OWN=$("$CODE/.venv/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
-    echo "$SITE" > "$OWN/qpebench-deps.pth"
-    (cd "$CODE" && "$ROOT/.venv/bin/python" -m pip install --quiet --no-deps --no-build-isolation \
-        --target "$OWN" .)
+    echo "$SITE" > "$OWN/_shared_deps.pth"
+    (cd "$CODE" && .venv/bin/python -m pip install --quiet --no-deps --no-build-isolation .)
 fi
 run() {
     (cd "$CODE" && .venv/bin/qpebench run data=synthetic_factors split=synthetic_europe_factors \
