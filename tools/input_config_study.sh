@@ -2,7 +2,11 @@
 # The input-configuration study (docs/evaluation.md, "The input-configuration study"): every cell
 # of the one-factor-at-a-time design, run resumably from a fixed commit.
 #
-#   sh tools/input_config_study.sh COMMIT [EPOCHS] [SEEDS]
+#   sh tools/input_config_study.sh COMMIT [EPOCHS] [SEEDS] [cells|epochs]
+#
+# "epochs" runs only the reference and the base (static_cnn, early_fusion) at EPOCHS: the
+# candidates from which the training length is chosen on id_val (docs/training.md); "cells"
+# (the default) runs every cell of the design.
 #
 # The code runs from a clean checkout of COMMIT (a git worktree under runs/code-<commit>, with a
 # virtual environment that reuses this checkout's dependencies), so every record of the study
@@ -17,9 +21,10 @@
 #   network:   conv3d_time, conv4d_factorized, convgru (4 frames, 7 bands)
 #   oracle:    static_cnn with the hidden life-cycle fields (the ceiling of the temporal gain)
 set -eu
-COMMIT=$(git rev-parse --short=12 "${1:?usage: input_config_study.sh COMMIT [EPOCHS] [SEEDS]}")
+COMMIT=$(git rev-parse --short=12 "${1:?usage: input_config_study.sh COMMIT [EPOCHS] [SEEDS] [MODE]}")
 EPOCHS=${2:-12}
 SEEDS=${3:-[0,1,2]}
+MODE=${4:-cells}
 ROOT=$(pwd)
 CODE="$ROOT/runs/code-$COMMIT"
 if [ ! -d "$CODE" ]; then
@@ -39,6 +44,10 @@ run() {
         param_budget=150000 train.epochs="$EPOCHS" "seeds=$SEEDS" progress=false \
         paths.runs="$ROOT/runs/study" paths.cache="$ROOT/.cache/qpebench" "$@")
 }
+if [ "$MODE" = epochs ]; then
+    run "models=[static_cnn,early_fusion]"
+    exit 0
+fi
 run "models=[static_cnn,early_fusion,conv3d_time,conv4d_factorized,convgru]"
 for frames in 2 6; do
     run "models=[early_fusion]" "+model_params.early_fusion.frames=$frames"
