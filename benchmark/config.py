@@ -143,7 +143,13 @@ def _check_bands(value: Any, data: dict[str, Any], key: str) -> tuple[str, ...]:
 
 
 def _model_params(
-    name: str, own: Any, data: dict[str, Any], frames: int, step: int, stored: int
+    name: str,
+    own: Any,
+    data: dict[str, Any],
+    frames: int,
+    step: int,
+    stored: int,
+    window: float | None = None,
 ) -> dict[str, Any]:
     """``model_params.<name>``, its input overrides checked (frames, step, bands, window_min).
 
@@ -154,6 +160,8 @@ def _model_params(
         frames: The global ``frames``, for an override of ``step`` alone.
         step: The global ``step``, for an override of ``frames`` alone.
         stored: The stored frames per sample (``data.frames``).
+        window: The global ``window_min``: with it (or the model's own), the frames are known
+            only on the store, where the runner checks their span.
 
     Raises:
         ConfigError: Not a mapping, or an override that is out of range, reaches further back
@@ -171,7 +179,8 @@ def _model_params(
         if "frames" in params:
             raise ConfigError(f"{key}: give frames or window_min, not both")
         params["window_min"] = _check_window(params["window_min"], f"{key}.window_min")
-    if "frames" in params or "step" in params:
+    by_window = "window_min" in params or (window is not None and "frames" not in params)
+    if ("frames" in params or "step" in params) and not by_window:
         _check_span(
             params.get("frames", frames),
             params.get("step", step),
@@ -339,10 +348,12 @@ def run_config(cfg: DictConfig) -> RunConfig:
             f"seeds must be a non-empty list of distinct integers >= 0, got {seeds!r}"
         )
     evaluation = EvalSettings.from_mapping(dict(resolved.get("evaluation") or {}))
+    window_min = _check_window(resolved.get("window_min"), "window_min")
     data = dict(resolved["data"])
     step = _int(cfg, "step", 1)
     stored_frames = _int(cfg, "data.frames", 1)
-    _check_span(frames, step, stored_frames)
+    if window_min is None:
+        _check_span(frames, step, stored_frames)
     param_budget = None if cfg.get("param_budget") is None else _int(cfg, "param_budget", 1)
     bands = _check_bands(resolved["bands"], data, "bands")
     models = resolved["models"]
@@ -363,7 +374,9 @@ def run_config(cfg: DictConfig) -> RunConfig:
             raise ConfigError(
                 f"model_params.{name}: " + unknown_name_message("model in models", name, models)
             )
-        model_params[str(name)] = _model_params(name, own, data, frames, step, stored_frames)
+        model_params[str(name)] = _model_params(
+            name, own, data, frames, step, stored_frames, window_min
+        )
     train_cfg = dict(resolved["train"])
     unknown = sorted(set(train_cfg) - set(TrainSettings.__dataclass_fields__))
     if unknown:
@@ -384,7 +397,7 @@ def run_config(cfg: DictConfig) -> RunConfig:
         model_params=model_params,
         frames=frames,
         step=step,
-        window_min=_check_window(resolved.get("window_min"), "window_min"),
+        window_min=window_min,
         param_budget=param_budget,
         bands=bands,
         seeds=tuple(seeds),

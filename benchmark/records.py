@@ -237,7 +237,13 @@ def _check_v2(record: dict[str, Any], source: str) -> None:
         for metric, ci in _mapping(source, f"intervals[{test_set!r}]", intervals).items():
             if not _interval(ci):
                 raise RecordError(f"{source}: intervals[{test_set!r}][{metric!r}] = {ci!r}")
-    for test_set, by_column in record.get("strata_intervals", {}).items():
+    strata_intervals = _mapping(source, "strata_intervals", record.get("strata_intervals", {}))
+    extra = set(strata_intervals) - set(record["metrics"])
+    if extra:
+        raise RecordError(
+            f"{source}: strata_intervals names test sets {sorted(extra)} without metrics"
+        )
+    for test_set, by_column in strata_intervals.items():
         for column, by_value in _mapping(
             source, f"strata_intervals[{test_set!r}]", by_column
         ).items():
@@ -246,6 +252,13 @@ def _check_v2(record: dict[str, Any], source: str) -> None:
                 for metric, ci in _mapping(source, f"{where}[{value!r}]", by_metric).items():
                     if not _interval(ci):
                         raise RecordError(f"{source}: {where}[{value!r}][{metric!r}] = {ci!r}")
+    windows = _mapping(source, "input_window_min", record.get("input_window_min", {}))
+    for name, minutes in windows.items():
+        if minutes is not None and not _number(minutes):
+            raise RecordError(f"{source}: input_window_min[{name!r}] = {minutes!r}")
+    ceiling = _mapping(source, "split['truth_ceiling']", record["split"].get("truth_ceiling", {}))
+    for test_set, scores in ceiling.items():
+        _check_scores(source, f"split['truth_ceiling'][{test_set!r}]", scores)
     for test_set, by_column in record["strata"].items():
         for column, by_value in _mapping(source, f"strata[{test_set!r}]", by_column).items():
             where = f"strata[{test_set!r}][{column!r}]"

@@ -134,12 +134,13 @@ def build_configured(name: str, cfg: RunConfig, frame_step_s: int | None = None)
     Args:
         name: Registry name.
         cfg: The run configuration.
-        frame_step_s: The training set's frame interval, which turns a ``window_min`` into
-            frames (:func:`qpebench.sample.frames_for_window`).
+        frame_step_s: The training set's one frame interval (``None`` if unknown or mixed),
+            which turns a ``window_min`` into frames (:func:`qpebench.sample.frames_for_window`).
 
     Raises:
         ConfigError: ``model_params`` names an argument the model does not take, or a
-            ``window_min`` without ``frame_step_s`` or not a whole number of intervals.
+            ``window_min`` without ``frame_step_s``, not a whole number of intervals, or
+            reaching further back than the stored frames.
     """
     accepted = inspect.signature(MODELS.get(name)).parameters
     params: dict[str, Any] = {}
@@ -158,10 +159,17 @@ def build_configured(name: str, cfg: RunConfig, frame_step_s: int | None = None)
     if window is not None:
         if frame_step_s is None:
             raise ConfigError(
-                f"{name}: window_min={window:g} needs the training set's frame interval; "
-                "qpebench run resolves it on the store"
+                f"{name}: window_min={window:g} needs the one frame interval of the training "
+                "set (qpebench run reads it from the store; a training set that mixes intervals "
+                "has none): give frames instead"
             )
         frames = frames_for_window(window, frame_step_s, step)
+        stored = int(cfg.data.get("frames", frames))
+        if step * (frames - 1) + 1 > stored:
+            raise ConfigError(
+                f"{name}: window_min={window:g} is {frames} frames of {frame_step_s} s at step "
+                f"{step}, spanning {step * (frames - 1) + 1} stored frames; the data holds {stored}"
+            )
     return build_model(name, frames=frames, step=step, bands=bands, **params)
 
 
@@ -296,7 +304,7 @@ def _fit_and_record(
 ) -> dict[str, Any]:
     cfg, world, store = ctx.cfg, ctx.world, ctx.store
     seed_everything(seed)
-    model = build_configured(name, cfg, frame_step(store, ctx.data.train, "train"))
+    model = build_configured(name, cfg, frame_step(store, ctx.data.train))
     t0 = time.perf_counter()
     checkpoints = confined(job_dir, CHECKPOINT_DIR)
     training = model.fit(
@@ -361,7 +369,7 @@ def _summary(records: list[dict[str, Any]], run_dir: Path, board: Path | None) -
     RMSE of one seed, or their mean ± standard deviation over the seeds with a value.
     """
     lines = []
-    for entry in group_records(records).entries:
+    for entry in group_records(records, oracle=True).entries:
         seeds = ", ".join(map(str, entry.seeds))
         who = f"{entry.label} seed{'s' if len(entry.seeds) > 1 else ''} {seeds}"
         for test_set in entry.test_sets:
@@ -421,6 +429,9 @@ def run_benchmark(cfg: RunConfig, log: Callable[[str], None] = print) -> RunResu
     )
     say(f"split {cfg.split.name}:\n{format_summary(split.summary(store.metadata))}")
     metadata_strata(store.metadata, cfg.evaluation.strata)  # a bad stratifier fails before training
+    train_step = frame_step(store, split.sets["train"])
+    for name in cfg.models:  # a window in minutes that does not fit fails before training too
+        build_configured(name, cfg, train_step)
     device = str(resolve_device(cfg.train.device, world))
     prov = provenance(device, resolve_precision(cfg.train.precision, torch.device(device)))
     run_dir = run_folder(cfg, prov["commit"])
@@ -479,20 +490,10 @@ def _ceiling(
     return {"truth_ceiling": ceiling} if ceiling else {}
 
 
-def frame_step(store: SampleStore, indices: Any, name: str) -> int:
-    """The one frame interval (s) of the samples ``indices`` of the set ``name``.
-
-    Raises:
-        ConfigError: The set mixes frame intervals (a window in minutes is then not one
-            number of frames).
-    """
+def frame_step(store: SampleStore, indices: Any) -> int | None:
+    """The one frame interval (s) of the samples ``indices``; ``None`` if they mix intervals."""
     steps = np.unique(store.metadata["frame_step_s"].to_numpy()[indices])
-    if steps.size != 1:
-        raise ConfigError(
-            f"set {name!r} mixes frame intervals {steps.tolist()} s: one input window cannot "
-            "be one number of frames"
-        )
-    return int(steps[0])
+    return int(steps[0]) if steps.size == 1 else None
 
 
 def _windows(card: ModelCard, store: SampleStore, sets: Mapping[str, Any]) -> dict[str, Any]:

@@ -91,8 +91,9 @@ AUX_FIELDS: dict[str, AuxField] = {
             "cell_stage",
             "1",
             "oracle",
-            "cover-weighted life stage of the convective cells at the target time (0 first "
-            "rain, 0.5 peak, 1 rain ends); 0 where there is no cell",
+            "cover-weighted life stage of the convective cells at the target time (from -0.15 "
+            "as the tower rises, 0 first rain, 0.5 peak, 1 rain ends); 0 where there is no cell "
+            "(cell_cover tells the two apart)",
         ),
         AuxField(
             "shield_trend",

@@ -248,13 +248,15 @@ def group_records(
     states: Sequence[RecordStates] | None = None,
     *,
     compare: bool = True,
+    oracle: bool = False,
 ) -> Board:
     """Group ``records`` over seeds, and compare the entries on their day states.
 
     Two records of one configuration with the same seed are one result run twice: the newer
     (``created``, then ``run_id``) is kept and a note names the one left out. A record whose
-    model is not causal is kept off the board, and one from a dirty tree is kept and named,
-    each with a note (``leaderboard/RULES.md``).
+    model is not causal is kept off the board, so is one whose model reads hidden generator
+    states (``oracle_inputs``: a ceiling, not a retrieval) unless ``oracle``, and one from a
+    dirty tree is kept and named, each with a note (``leaderboard/RULES.md``).
 
     Args:
         records: Loaded records (:func:`qpebench.records.load_record`).
@@ -263,6 +265,7 @@ def group_records(
             only the comparisons stored in the records (``paired``) are shown.
         compare: Compare every pair of entries (``False``: the caller compares the pairs it
             needs with :func:`~.comparisons.compare_entries`).
+        oracle: Keep the records of oracle models (the input-configuration report's ceilings).
 
     Raises:
         RecordError: No record.
@@ -283,6 +286,12 @@ def group_records(
             notes.append(
                 f"{where}: run {record['run_id']} kept off the board (its inputs include frames "
                 "after the target time; leaderboard/RULES.md 10)"
+            )
+            continue
+        if record["model"].get("oracle_inputs") and not oracle:
+            notes.append(
+                f"{where}: run {record['run_id']} kept off the board (its inputs include hidden "
+                "generator states, an oracle for the ceiling of an input; leaderboard/RULES.md 10)"
             )
             continue
         prov = record.get("provenance", {})

@@ -99,8 +99,12 @@ def test_a_window_in_minutes_becomes_frames_on_the_training_interval(tmp_path):
     assert build_configured("early_fusion", cfg, 600).card.frames == 4  # ABI: 10 min apart
     assert build_configured("conv3d_time", cfg, 600).card.frames == 2
     assert build_configured("static_cnn", cfg, 600).card.frames == 1
-    with pytest.raises(ConfigError, match="window_min=30 needs the training set's frame interval"):
-        build_configured("early_fusion", cfg)
+    with pytest.raises(ConfigError, match="window_min=30 needs the one frame interval"):
+        build_configured("early_fusion", cfg)  # none known, or a training set mixing them
+    with pytest.raises(ConfigError, match="spanning 7 stored frames; the data holds 4"):
+        build_configured("early_fusion", replace(cfg, window_min=90.0), 900)
+    plain = replace(cfg, window_min=None, model_params={})
+    assert build_configured("early_fusion", plain, None).card.frames == plain.frames  # no window
     with pytest.raises(ConfigError, match="window_min=30 is not a whole number .* 20 min"):
         build_configured("early_fusion", replace(cfg, step=2), 600)
 

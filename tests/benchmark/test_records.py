@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 
 import numpy as np
 import pytest
@@ -255,3 +256,27 @@ def test_provenance_explains_a_cross_machine_difference(tmp_path, monkeypatch):
     record = v2_record()
     record["provenance"] = prov
     assert load_record(write_record(tmp_path / "r.json", record))["provenance"] == prov
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("input_window_min", {"id_test": "45"}, "input_window_min['id_test'] = '45'"),
+        ("strata_intervals", [1], "strata_intervals must be a mapping"),
+        ("strata_intervals", {"nowhere": {}}, "strata_intervals names test sets ['nowhere']"),
+    ],
+)
+def test_the_study_keys_are_checked(tmp_path, key, value, message):
+    record = v2_record()
+    record[key] = value
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(record))
+    with pytest.raises(RecordError, match=re.escape(message)):
+        load_record(path)
+
+
+def test_a_bad_truth_ceiling_is_refused(tmp_path):
+    record = v2_record()
+    record["split"]["truth_ceiling"] = {"id_test": {"csi@1": "high"}}
+    with pytest.raises(RecordError, match=r"truth_ceiling'\]\['id_test'\]\['csi@1'\] = 'high'"):
+        write_record(tmp_path / "r.json", record)

@@ -16,7 +16,12 @@ import pytest
 from qpebench.cli import main
 from qpebench.config import compose_config, run_config
 from qpebench.errors import ConfigError, UnknownNameError
-from qpebench.evaluation import EvalSettings, evaluate_set, merge_evaluations
+from qpebench.evaluation import (
+    EvalSettings,
+    bootstrap_weights,
+    evaluate_set,
+    merge_evaluations,
+)
 from qpebench.models import build_model
 from qpebench.records import load_record
 from qpebench.registry import MODELS
@@ -107,6 +112,19 @@ def test_sharded_evaluation_merges_to_the_one_pass_evaluation(tiny_store, tiny_s
         for value, scores in values.items():
             assert merged_strata[name][value] == pytest.approx(scores, rel=1e-9, nan_ok=True)
     assert merged.stratum_samples == whole.stratum_samples
+    for name, tables in whole.strata.items():  # the per-day stratum tables, and so the intervals
+        for value, by_day in tables.items():
+            assert merged.strata[name][value].keys() == by_day.keys()
+            for day, state in by_day.items():
+                np.testing.assert_allclose(merged.strata[name][value][day], state, rtol=1e-12)
+    weights = bootstrap_weights(len(whole.days), 50, 0, "all")
+    got = merged.stratum_intervals(weights, ["csi@1"], 0.9)
+    for name, values in whole.stratum_intervals(weights, ["csi@1"], 0.9).items():
+        for value, by_metric in values.items():
+            want = by_metric["csi@1"]
+            assert (got[name][value]["csi@1"] is None) == (want is None)
+            if want is not None:
+                assert got[name][value]["csi@1"] == pytest.approx(want, rel=1e-9)
 
 
 def cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:

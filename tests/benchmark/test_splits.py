@@ -621,7 +621,8 @@ def test_shipped_split_parses_and_registers(name):
 @pytest.fixture(scope="module")
 def synthetic_store(tmp_path_factory):
     """A store with the regions and sample counts of data=synthetic_tiny, on small patches, plus
-    a few samples of each factor preset of data=synthetic_factors (synthetic_europe_factors)."""
+    a few samples of each factor preset of data=synthetic_factors (synthetic_europe_factors),
+    and every region over the years of data=synthetic_ceiling (synthetic_<region>_id)."""
     from qpebench.datasets.synthetic import build_synthetic_store
 
     data = Path(str(files("qpebench.conf").joinpath("data")))
@@ -629,6 +630,9 @@ def synthetic_store(tmp_path_factory):
     regions = dict(cfg["regions"])
     factors = yaml.safe_load((data / "synthetic_factors.yaml").read_text())["regions"]
     regions.update({k: {**v, "n_samples": 4} for k, v in factors.items() if k not in regions})
+    ceiling = yaml.safe_load((data / "synthetic_ceiling.yaml").read_text())["regions"]
+    for name, spec in ceiling.items():  # the tiny store's regions over the ceiling's years
+        regions[name] = {"n_samples": max(regions[name]["n_samples"], 64), "years": spec["years"]}
     root = tmp_path_factory.mktemp("splits") / "tiny"
     return build_synthetic_store(
         root,

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 from tests.benchmark.test_cli import tiny_overrides
 
 from qpebench.cli import main
-from qpebench.leaderboard.aggregate import Stat
-from qpebench.leaderboard.input_config import input_config_report
+from qpebench.leaderboard.comparisons import Comparison
+from qpebench.leaderboard.input_config import Verdicts, input_config_report
 from qpebench.leaderboard.sources import find_records, load_records
 from qpebench.records import RecordError
 
@@ -123,12 +121,20 @@ def test_the_decomposition_is_the_per_seed_drops(study):
     ids = np.array(scores(group, "id_test", "csi@1"))
     full = ids - scores(group, "ood_test/conus", "csi@1")
     parts = [ids - scores(group, f"ood_test/europe_conus_{f}", "csi@1") for f in FACTOR_NAMES]
-    assert row["full drop"] == Stat.of(full.tolist())
-    assert row["radar"] == Stat.of(parts[2].tolist())
-    assert row["sum"].mean == pytest.approx(np.sum(parts, axis=0).mean(), abs=1e-12)
-    assert row["interaction"].mean == pytest.approx(
-        (full - np.sum(parts, axis=0)).mean(), abs=1e-12
-    )
+    sums = np.sum(parts, axis=0)
+    for column, values in (
+        ("full drop", full),
+        ("radar", parts[2]),
+        ("sum", sums),
+        ("interaction", full - sums),
+    ):
+        cell = row[column]
+        mean, rest = cell.split(" ± ")
+        std, interval = rest.split(" [")
+        assert float(mean) == pytest.approx(values.mean(), abs=5e-4), column
+        assert float(std) == pytest.approx(values.std(ddof=1), abs=5e-4), column
+        lo, hi = (float(x) for x in interval.rstrip("]").split(", "))
+        assert lo <= hi, column
 
 
 FACTOR_NAMES = ("climate", "sensor", "radar", "step")
@@ -148,8 +154,11 @@ def test_the_ceilings_come_from_the_records(study):
     fused = np.mean(scores(groups["early_fusion", 2, False], "id_test", "csi@1"))
     share = [c for c in table.columns if c.startswith("share of the oracle gain")]
     assert len(share) == 1
-    want = (fused - ref) / (oracle - ref) if oracle > ref else math.nan
-    assert row[share[0]] == ("–" if math.isnan(want) else f"{want:.2f}")
+    label = next(c for c in table.columns if "+ oracle" in c)
+    verdict = report.verdicts.verdict(label, "id_test", "csi@1", "static_cnn")
+    want = (fused - ref) / (oracle - ref)
+    assert row[share[0]] == (f"{want:.2f}" if verdict.startswith("better") else "–")
+    assert len(table) == 4 + 12  # every test set, the factor sets too
 
 
 def test_the_command_writes_markdown_and_html(study, capsys):
@@ -172,3 +181,62 @@ def test_one_split_per_report(study):
     other = [{**r, "split": {**r["split"], "name": "another"}} for r in records[:1]]
     with pytest.raises(RecordError, match="covers one split"):
         input_config_report([*records, *other], [*states, *states[:1]])
+
+
+def comparison(model, vs, metric, diff, ci, p, seeds=(0, 1, 2)):
+    return Comparison("s", model, vs, "id_test", metric, seeds, diff, ci, p, 0.95)
+
+
+@pytest.mark.parametrize(
+    ("metric", "above", "below", "want"),
+    [
+        # CSI: higher is better; A − B > 0 with its interval above zero
+        ("csi@1", (0.02, (0.01, 0.03), 0.001), (-0.02, (-0.03, -0.01), 0.999), "better"),
+        ("csi@1", (-0.02, (-0.03, -0.01), 0.999), (0.02, (0.01, 0.03), 0.001), "worse"),
+        ("csi@1", (0.02, (-0.01, 0.03), 0.001), (-0.02, (-0.03, 0.01), 0.999), "no significant"),
+        # RMSE: lower is better; A − B < 0 with its interval below zero
+        ("rmse", (-0.05, (-0.08, -0.02), 0.001), (0.05, (0.02, 0.08), 0.999), "better"),
+        ("rmse", (0.05, (0.02, 0.08), 0.999), (-0.05, (-0.08, -0.02), 0.001), "worse"),
+        ("bias", (0.05, (0.02, 0.08), 0.001), (-0.05, (-0.08, -0.02), 0.999), "no verdict"),
+    ],
+)
+def test_a_verdict_needs_the_adjusted_p_and_the_interval_on_the_better_side(
+    metric, above, below, want
+):
+    tests = {
+        ("A", "id_test", metric, "above"): (comparison("A", "R", metric, *above), above[2]),
+        ("A", "id_test", metric, "below"): (comparison("R", "A", metric, *below), below[2]),
+    }
+    assert Verdicts(tests).verdict("A", "id_test", metric, "ref").startswith(want)
+
+
+def test_two_seeds_make_no_claim():
+    tests = {
+        ("A", "id_test", "csi@1", d): (
+            comparison("A", "R", "csi@1", 0.02, (0.01, 0.03), 0.001, seeds=(0, 1)),
+            0.001,
+        )
+        for d in ("above", "below")
+    }
+    assert Verdicts(tests).verdict("A", "id_test", "csi@1", "ref") == "2 seeds: no claim"
+
+
+def test_twin_configurations_get_the_settings_that_tell_them_apart(study):
+    _, records, states = study
+    longer = [
+        {
+            **r,
+            "model_config": {
+                **r["model_config"],
+                "train": {**r["model_config"]["train"], "epochs": 7},
+            },
+        }
+        for r in records
+        if r["model"]["name"] == "early_fusion"
+    ]
+    more = [s for r, s in zip(records, states, strict=True) if r["model"]["name"] == "early_fusion"]
+    report = input_config_report([*records, *longer], [*states, *more])
+    labels = report.skill["id_test"]["configuration"].tolist()
+    assert len(labels) == len(set(labels)) == 4
+    assert sum("train.epochs=7" in label for label in labels) == 1
+    assert sum("train.epochs=1" in label for label in labels) == 1

@@ -116,6 +116,15 @@ def test_one_seed_strata_carry_their_intervals():
     assert fmt_stat(row[5]) == "0.400 ± 0.000 (n=2)"  # several seeds: their spread
 
 
+def test_oracle_models_are_kept_off_the_boards():
+    plain, oracle = record("a", 0.5, {}), record("b", 0.9, {})
+    oracle["model"] = {**oracle["model"], "oracle_inputs": ["cell_stage"]}
+    board = group_records([plain, oracle])
+    assert [e.model for e in board.entries] == ["a"]
+    assert "b on s, seed 0: run r0 kept off the board (its inputs include hidden" in board.notes[0]
+    assert {e.model for e in group_records([plain, oracle], oracle=True).entries} == {"a", "b"}
+
+
 def test_no_record():
     with pytest.raises(RecordError, match="no result record"):
         leaderboard_markdown([])
