@@ -1,18 +1,20 @@
 #!/bin/sh
-# The input-configuration study (docs/evaluation.md, "The input-configuration study"): every cell
+# The input-configuration study (docs/evaluation.md, "The input-configuration report"): every cell
 # of the one-factor-at-a-time design, run resumably from a fixed commit.
 #
 #   sh tools/input_config_study.sh COMMIT [EPOCHS] [SEEDS] [cells|epochs]
 #
 # "epochs" runs only the reference and the base (static_cnn, early_fusion) at EPOCHS: the
-# candidates from which the training length is chosen on id_val (docs/training.md); "cells"
+# candidates from which the training length is chosen on id_val (docs/training.md,
+# tools/choose_epochs.py); "cells"
 # (the default) runs every cell of the design.
 #
 # The code runs from a clean checkout of COMMIT (a git worktree under runs/code-<commit>, with a
 # virtual environment that reuses this checkout's dependencies), so every record of the study
 # carries one commit and a relaunch after new commits on the branch finds the run folder and
-# skips the jobs it finished. Records go to runs/study; render them with
-#   qpebench report input-config runs/study --out leaderboard/results
+# skips the jobs it finished. Records go to runs/study, one run folder per training length;
+# report the chosen length's folder with
+#   qpebench report input-config runs/study/synthetic_europe_factors-<hash> --out DIR
 # Cells (all at param_budget=150000 on data=synthetic_factors split=synthetic_europe_factors):
 #   reference: static_cnn (last frame, 7 bands)
 #   base:      early_fusion, 4 frames (45 min of SEVIRI), step 1, 7 bands
