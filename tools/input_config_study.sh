@@ -2,12 +2,13 @@
 # The input-configuration study (docs/evaluation.md, "The input-configuration report"): every cell
 # of the one-factor-at-a-time design, run resumably from a fixed commit.
 #
-#   sh tools/input_config_study.sh COMMIT [EPOCHS] [SEEDS] [cells|epochs]
+#   sh tools/input_config_study.sh COMMIT [EPOCHS] [SEEDS] [cells|epochs|ceiling]
 #
 # "epochs" runs only the reference and the base (static_cnn, early_fusion) at EPOCHS: the
 # candidates from which the training length is chosen on id_val (docs/training.md,
-# tools/choose_epochs.py); "cells"
-# (the default) runs every cell of the design.
+# tools/choose_epochs.py); "cells" (the default) runs every cell of the design; "ceiling" trains
+# static_cnn, early_fusion and the oracle in each region on data=synthetic_ceiling (splits
+# synthetic_<region>_id), for the ceiling of the temporal gain per region.
 #
 # The code runs from a clean checkout of COMMIT (a git worktree under runs/code-<commit>, with a
 # virtual environment that reuses this checkout's dependencies), so every record of the study
@@ -41,13 +42,25 @@ if [ ! -x "$CODE/.venv/bin/qpebench" ]; then
     echo "$SITE" > "$OWN/_shared_deps.pth"
     (cd "$CODE" && .venv/bin/python -m pip install --quiet --no-deps --no-build-isolation .)
 fi
+DATA=synthetic_factors
+SPLIT=synthetic_europe_factors
 run() {
-    (cd "$CODE" && .venv/bin/qpebench run data=synthetic_factors split=synthetic_europe_factors \
+    (cd "$CODE" && .venv/bin/qpebench run data="$DATA" split="$SPLIT" \
         param_budget=150000 train.epochs="$EPOCHS" "seeds=$SEEDS" progress=false \
         paths.runs="$ROOT/runs/study" paths.cache="$ROOT/.cache/qpebench" "$@")
 }
+ORACLE="+model_params.static_cnn.oracle_inputs=[cell_cover,cell_stage,shield_trend]"
 if [ "$MODE" = epochs ]; then
     run "models=[static_cnn,early_fusion]"
+    exit 0
+fi
+if [ "$MODE" = ceiling ]; then
+    DATA=synthetic_ceiling
+    for region in europe conus tropics india; do
+        SPLIT="synthetic_${region}_id"
+        run "models=[static_cnn,early_fusion]"
+        run "models=[static_cnn]" "$ORACLE"
+    done
     exit 0
 fi
 run "models=[static_cnn,early_fusion,conv3d_time,conv4d_factorized,convgru]"
@@ -57,4 +70,4 @@ done
 run "models=[early_fusion]" "+model_params.early_fusion.step=2"
 run "models=[early_fusion]" "+model_params.early_fusion.bands=[IR10.8]"
 run "models=[early_fusion]" "+model_params.early_fusion.bands=[IR8.7,IR10.8,IR12.0]"
-run "models=[static_cnn]" "+model_params.static_cnn.oracle_inputs=[cell_cover,cell_stage,shield_trend]"
+run "models=[static_cnn]" "$ORACLE"
