@@ -340,26 +340,19 @@ def render_chunk(
 
     # The hidden life stage where the imager sees the cells at the target time (an oracle input):
     # tower and anvil footprints at their apparent (parallax-shifted) places.
-    seen_w = _blob(
-        yy, xx, (cy + pty)[:, last], (cx + ptx)[:, last], tower_sig[:, last], tower_on[:, last]
-    ) + _blob(
-        yy, xx, (ay + pay)[:, last], (ax + pax)[:, last], anvil_sig[:, last], anvil_on[:, last]
-    )
-    seen_ws = _blob(
-        yy,
-        xx,
-        (cy + pty)[:, last],
-        (cx + ptx)[:, last],
-        tower_sig[:, last],
-        (tower_on * stage)[:, last],
-    ) + _blob(
-        yy,
-        xx,
-        (ay + pay)[:, last],
-        (ax + pax)[:, last],
-        anvil_sig[:, last],
-        (anvil_on * stage)[:, last],
-    )
+    def seen(weight: F64) -> F64:
+        """Sum of tower and anvil footprints at the target, each weighted by ``weight``."""
+        parts = (
+            (cy + pty, cx + ptx, tower_sig, tower_on),
+            (ay + pay, ax + pax, anvil_sig, anvil_on),
+        )
+        total: F64 = sum(
+            _blob(yy, xx, y[:, last], x[:, last], sig[:, last], (on * weight)[:, last])
+            for y, x, sig, on in parts
+        )
+        return total
+
+    seen_w, seen_ws = seen(np.ones_like(stage)), seen(stage)
 
     # --- stratiform shields: rain follows the shield's life cycle --------------------------
     g = int(2 ** np.ceil(np.log2(p * 1.6)))
