@@ -346,11 +346,11 @@ def render_chunk(
             (cy + pty, cx + ptx, tower_sig, tower_on),
             (ay + pay, ax + pax, anvil_sig, anvil_on),
         )
-        total: F64 = sum(
+        tower, anvil = (
             _blob(yy, xx, y[:, last], x[:, last], sig[:, last], (on * weight)[:, last])
             for y, x, sig, on in parts
         )
-        return total
+        return tower + anvil
 
     seen_w, seen_ws = seen(np.ones_like(stage)), seen(stage)
 
