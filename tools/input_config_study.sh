@@ -3,12 +3,15 @@
 # of the one-factor-at-a-time design, run resumably from a fixed commit.
 #
 #   sh tools/input_config_study.sh COMMIT [EPOCHS] [SEEDS] [cells|epochs|ceiling]
+#   sh tools/input_config_study.sh COMMIT EPOCHS "[3,4]" final OVERRIDES...
 #
 # "epochs" runs only the reference and the base (static_cnn, early_fusion) at EPOCHS: the
 # candidates from which the training length is chosen on id_val (docs/training.md,
 # tools/choose_epochs.py); "cells" (the default) runs every cell of the design; "ceiling" trains
 # static_cnn, early_fusion and the oracle in each region on data=synthetic_ceiling (splits
-# synthetic_<region>_id), for the ceiling of the temporal gain per region.
+# synthetic_<region>_id), for the ceiling of the temporal gain per region; "final" trains the
+# reference and the configuration OVERRIDES select (the best sequence configuration on id_val,
+# tools/best_on_val.py) with more seeds, for the static-vs-best-temporal comparison.
 #
 # The code runs from a clean checkout of COMMIT (a git worktree under runs/code-<commit>, with a
 # virtual environment that reuses this checkout's dependencies), so every record of the study
@@ -52,6 +55,12 @@ run() {
 ORACLE="+model_params.static_cnn.oracle_inputs=[cell_cover,cell_stage,shield_trend]"
 if [ "$MODE" = epochs ]; then
     run "models=[static_cnn,early_fusion]"
+    exit 0
+fi
+if [ "$MODE" = final ]; then
+    shift 4
+    run "models=[static_cnn]"
+    run "$@"
     exit 0
 fi
 if [ "$MODE" = ceiling ]; then
