@@ -28,6 +28,7 @@ from qpebench.errors import ConfigError, UnknownNameError, unknown_name_message
 from qpebench.evaluation import EvalSettings
 from qpebench.names import check_name, printable
 from qpebench.registry import DATASETS, MODELS, SPLITS, load_builtins
+from qpebench.sample import check_window_min
 from qpebench.splits import SplitSpec
 from qpebench.trainer import TrainSettings
 
@@ -112,11 +113,7 @@ def _check_window(value: Any, key: str) -> float | None:
     Raises:
         ConfigError: Not a number of minutes >= 0.
     """
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise ConfigError(f"{key} must be a number of minutes >= 0, got {printable(repr(value))}")
-    return float(value)
+    return None if value is None else check_window_min(value, key)
 
 
 def _check_bands(value: Any, data: dict[str, Any], key: str) -> tuple[str, ...]:

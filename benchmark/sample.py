@@ -23,6 +23,7 @@ from qpebench.errors import (
     UnknownNameError,
     unknown_name_message,
 )
+from qpebench.names import printable
 
 #: Units the interface fixes; adapters convert before building a sample.
 IR_UNITS = "K"
@@ -228,6 +229,17 @@ def validate_sample(sample: Sample, name: str = "sample") -> Sample:
     return sample
 
 
+def check_window_min(value: Any, key: str = "window_min") -> float:
+    """``key``: an input window in minutes, a number >= 0.
+
+    Raises:
+        ConfigError: Not a number, or negative; the message names ``key``.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ConfigError(f"{key} must be a number of minutes >= 0, got {printable(repr(value))}")
+    return float(value)
+
+
 def frames_for_window(window_min: float, frame_step_s: int, step: int = 1) -> int:
     """Frames that cover an input window of ``window_min`` minutes (first to last frame).
 
@@ -244,8 +256,7 @@ def frames_for_window(window_min: float, frame_step_s: int, step: int = 1) -> in
         ConfigError: A negative window, or one that is not a whole number of intervals.
     """
     interval = int(frame_step_s) * int(step)
-    if isinstance(window_min, bool) or not isinstance(window_min, int | float) or window_min < 0:
-        raise ConfigError(f"window_min must be a number of minutes >= 0, got {window_min!r}")
+    check_window_min(window_min)
     if interval <= 0:
         raise ConfigError(f"frame interval must be positive, got {frame_step_s} s x step {step}")
     seconds = round(float(window_min) * 60)

@@ -46,6 +46,9 @@ DOMAIN_COLUMNS = ("region", "satellite", "sensor", "radar_network", "season", "y
 #: Columns the patch-overlap check reads.
 PATCH_COLUMNS = ("grid", "patch_row", "patch_col", "frame_step_s")
 _RANGE_KEYS = ("min", "max", "not")
+#: The factors a factor-separated test set changes, one at a time (its domain is named
+#: ``<train domain>_<donor>_<factor>``; ``datasets/synthetic_regions.py`` builds such presets).
+SHIFT_FACTORS = ("climate", "sensor", "radar", "step")
 #: Samples of earlier sets queried at once by the patch-overlap check (bounds its memory).
 _QUERY_BLOCK = 1 << 16
 

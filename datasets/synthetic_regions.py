@@ -7,9 +7,9 @@ ABI-like with 10-min frames and strong convection; ``tropics`` (AHI-like) and ``
 
 Those four differ in some twenty parameters at once, so a drop from ``europe`` to another region
 cannot be attributed. :func:`factor_preset` builds presets that take ONE factor (``climate``,
-``sensor``, ``radar`` or ``step``, see :data:`FACTORS`) from a donor region and keep the rest of
-the base; :data:`REGIONS` holds them for ``europe`` and each donor (``europe_conus_radar``…),
-listed per donor in :data:`FACTOR_PRESETS`.
+``sensor``, ``radar`` or ``step``, see :data:`~qpebench.splits.SHIFT_FACTORS`) from a donor
+region and keep the rest of the base; :data:`REGIONS` holds them for ``europe`` and each donor
+(``europe_conus_radar``…), listed per donor in :data:`FACTOR_PRESETS`.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from qpebench.errors import ConfigError, UnknownNameError, unknown_name_message
+from qpebench.splits import SHIFT_FACTORS
 
 
 @dataclass(frozen=True)
@@ -248,14 +249,10 @@ REGIONS: dict[str, RegionPreset] = {
 }
 
 
-#: The factors a factor-separated preset takes from its donor region, one at a time.
-FACTORS: tuple[str, ...] = ("climate", "sensor", "radar", "step")
-
-
 def factor_preset(base: RegionPreset, donor: RegionPreset, factor: str) -> RegionPreset:
     """A preset equal to ``base`` but for one factor, taken from ``donor``.
 
-    The factors (:data:`FACTORS`):
+    The factors (:data:`~qpebench.splits.SHIFT_FACTORS`):
 
     * ``climate``: the donor's whole :class:`Climate` (location, hence grid and local solar
       hour, temperatures, tropopause, water vapour, convection, rain regimes, wind, season);
@@ -268,13 +265,13 @@ def factor_preset(base: RegionPreset, donor: RegionPreset, factor: str) -> Regio
     Args:
         base: The region shifted (``europe``).
         donor: The region the factor comes from.
-        factor: One of :data:`FACTORS`.
+        factor: One of :data:`~qpebench.splits.SHIFT_FACTORS`.
 
     Returns:
         The preset ``f"{base.name}_{donor.name}_{factor}"``, described by what changed.
 
     Raises:
-        ConfigError: ``factor`` is not one of :data:`FACTORS`.
+        ConfigError: ``factor`` is not one of :data:`~qpebench.splits.SHIFT_FACTORS`.
     """
     name = f"{base.name}_{donor.name}_{factor}"
     ds, bs = donor.sensor, base.sensor
@@ -306,7 +303,7 @@ def factor_preset(base: RegionPreset, donor: RegionPreset, factor: str) -> Regio
         )
         what = f"{donor.name}'s frame step ({ds.frame_step_s} s{was})"
         return replace(base, name=name, sensor=sensor, description=f"{base.name} with {what}")
-    raise ConfigError(f"unknown shift factor {factor!r}: choose one of {', '.join(FACTORS)}")
+    raise ConfigError(f"unknown shift factor {factor!r}: choose one of {', '.join(SHIFT_FACTORS)}")
 
 
 #: The base region of the shipped factor-separated presets, and the regions it borrows from.
@@ -319,7 +316,7 @@ FACTOR_PRESETS: dict[str, dict[str, str]] = {}
 
 for _donor in FACTOR_DONORS:
     FACTOR_PRESETS[_donor] = {}
-    for _factor in FACTORS:
+    for _factor in SHIFT_FACTORS:
         _preset = factor_preset(REGIONS[FACTOR_BASE], REGIONS[_donor], _factor)
         REGIONS[_preset.name] = _preset
         FACTOR_PRESETS[_donor][_factor] = _preset.name

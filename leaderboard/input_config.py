@@ -45,6 +45,7 @@ from qpebench.evaluation import (
     shared_day_weights,
 )
 from qpebench.records import RecordError
+from qpebench.splits import SHIFT_FACTORS
 from qpebench.states import record_settings
 
 from .aggregate import ID_SET, MIN_SEEDS, OOD_PREFIX, Entry, RecordStates, group_records
@@ -52,8 +53,6 @@ from .comparisons import Comparison, compare_entries, holm
 from .formats import md_escape, md_table
 from .page import CSS, html_table
 
-#: The factors a factor-separated test set changes (``datasets/synthetic_regions.py``).
-SHIFT_FACTORS = ("climate", "sensor", "radar", "step")
 #: Scores of the skill tables, when the records have them.
 SKILL_METRICS = ("csi@1", "csi@5", "rmse", "crps")
 DECOMPOSITION_METRIC = "csi@1"

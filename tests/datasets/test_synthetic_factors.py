@@ -23,7 +23,6 @@ from qpebench.datasets.synthetic_regions import (
     FACTOR_BASE,
     FACTOR_DONORS,
     FACTOR_PRESETS,
-    FACTORS,
     REGIONS,
     RegionPreset,
     factor_preset,
@@ -32,7 +31,7 @@ from qpebench.datasets.synthetic_regions import (
 from qpebench.errors import ConfigError
 from qpebench.names import check_name
 from qpebench.registry import SPLITS
-from qpebench.splits import SplitSpec
+from qpebench.splits import SHIFT_FACTORS, SplitSpec
 
 CONF = Path(str(files("qpebench.conf")))
 EUROPE = REGIONS["europe"]
@@ -74,7 +73,7 @@ def wrong_fields(preset: RegionPreset, donor: RegionPreset, factor: str) -> list
     return sorted(k for k, v in got.items() if v != (giver[k] if k in inside else base[k]))
 
 
-CASES = [(d, f) for d in FACTOR_DONORS for f in FACTORS]
+CASES = [(d, f) for d in FACTOR_DONORS for f in SHIFT_FACTORS]
 
 
 @pytest.mark.parametrize(("donor", "factor"), CASES)
@@ -111,7 +110,7 @@ def test_the_field_check_can_fail():
 
 def test_the_registry_lists_every_factor_preset():
     assert FACTOR_BASE == "europe" and set(FACTOR_PRESETS) == {"conus", "tropics", "india"}
-    assert all(list(per) == list(FACTORS) for per in FACTOR_PRESETS.values())
+    assert all(list(per) == list(SHIFT_FACTORS) for per in FACTOR_PRESETS.values())
     assert len(set(FACTOR_NAMES)) == 12 and set(FACTOR_NAMES) <= set(REGIONS)
     for name in FACTOR_NAMES:
         assert re.fullmatch(r"[a-z0-9_]+", name) and check_name(name, "region") == name
@@ -136,7 +135,7 @@ def test_descriptions_say_what_changed():
 def test_an_unknown_factor_is_refused():
     with pytest.raises(ConfigError, match="unknown shift factor 'wind'") as err:
         factor_preset(EUROPE, REGIONS["conus"], "wind")
-    assert all(f in str(err.value) for f in FACTORS)
+    assert all(f in str(err.value) for f in SHIFT_FACTORS)
 
 
 # ---- the generator renders them ---------------------------------------------------------------
@@ -149,7 +148,7 @@ def render(name: str, n: int = 8, frames: int = 3):
     return render_chunk(preset, cfg, times, region_seed(0, name, 0))
 
 
-@pytest.mark.parametrize("factor", FACTORS)
+@pytest.mark.parametrize("factor", SHIFT_FACTORS)
 def test_the_generator_renders_each_factor(factor):
     name = FACTOR_PRESETS["conus"][factor]
     b = render(name)
