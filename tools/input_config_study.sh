@@ -8,8 +8,9 @@
 # "epochs" runs only the reference and the base (static_cnn, early_fusion) at EPOCHS: the
 # candidates from which the training length is chosen on id_val (docs/training.md,
 # tools/choose_epochs.py); "cells" (the default) runs every cell of the design; "ceiling" trains
-# static_cnn, early_fusion and the oracle in each region on data=synthetic_ceiling (splits
-# synthetic_<region>_id), for the ceiling of the temporal gain per region; "final" trains the
+# static_cnn, early_fusion and the oracle in CONUS, the tropics and India on
+# data=synthetic_ceiling (splits synthetic_<region>_id), for the ceiling of the temporal gain per
+# region (Europe's row is the cells' own); "final" trains the
 # reference and the configuration OVERRIDES select (the best sequence configuration on id_val,
 # tools/best_on_val.py) with more seeds, for the static-vs-best-temporal comparison.
 #
@@ -65,7 +66,9 @@ if [ "$MODE" = final ]; then
 fi
 if [ "$MODE" = ceiling ]; then
     DATA=synthetic_ceiling
-    for region in europe conus tropics india; do
+    # Europe's row is the factor study's (same data size, years, split rule, epochs and seeds:
+    # synthetic_europe_factors trains, selects and tests Europe exactly as synthetic_europe_id)
+    for region in conus tropics india; do
         SPLIT="synthetic_${region}_id"
         run "models=[static_cnn,early_fusion]"
         run "models=[static_cnn]" "$ORACLE"
