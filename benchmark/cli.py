@@ -10,6 +10,7 @@ Commands::
     qpebench leaderboard publish PATH ... render them into leaderboard/results (the only way
                                           a board is written there)
     qpebench report input-config PATH ... the input-configuration study of one split's records
+    qpebench report ceiling PATH ...      the temporal gain's ceiling per region (one split each)
     qpebench store verify STORE           check every shard against the manifest checksums
     qpebench inspect PATH [--json]        what a radar file holds (a directory: scan every file)
     qpebench inspect --readers [--json]   the registered radar readers
@@ -143,6 +144,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     study.add_argument(
         "--name", default="input_configuration", help="with --out: the files' name (no extension)"
+    )
+    ceiling = report_sub.add_parser(
+        "ceiling",
+        help="the ceiling of the temporal gain per region: last frame, sequence and oracle "
+        "trained in each region, with seed-level tests (docs/evaluation.md)",
+    )
+    ceiling.add_argument(
+        "paths", nargs="+", type=Path, help="records or run folders, one split per region"
+    )
+    ceiling.add_argument(
+        "--reference", default="static_cnn", help="the last-frame model tested against"
+    )
+    ceiling.add_argument(
+        "--out", type=Path, help="write NAME.md and NAME.html here instead of printing Markdown"
+    )
+    ceiling.add_argument(
+        "--name", default="temporal_ceiling", help="with --out: the files' name (no extension)"
     )
     pred = sub.add_parser(
         "evaluate-predictions",
@@ -407,17 +425,21 @@ def _render(
         _echo(f"{fmt}: {path}")
 
 
-def _input_config(paths: Sequence[Path], reference: str, out: Path | None, name: str) -> None:
-    """The input-configuration report of the records of ``paths`` (printed, or written to out)."""
+def _report(
+    action: str, paths: Sequence[Path], reference: str, out: Path | None, name: str
+) -> None:
+    """The ``action`` report of the records of ``paths`` (printed, or written to ``out``)."""
     from qpebench.atomic import write_bytes_atomic
     from qpebench.leaderboard.input_config import input_config_report
+    from qpebench.leaderboard.region_ceiling import region_ceiling_report
     from qpebench.leaderboard.sources import load_records
 
     files, unfinished = _record_files(paths)
     for line in unfinished:
         print(f"qpebench: warning: {printable(line)}; reporting those", file=sys.stderr)
     records, states = load_records(files)
-    result = input_config_report(records, states, reference)
+    make = input_config_report if action == "input-config" else region_ceiling_report
+    result = make(records, states, reference)
     if out is None:
         _echo(result.markdown())
         return
@@ -467,7 +489,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 _render(args.paths, args.out, args.format, args.title, args.name)
         elif args.command == "report":
-            _input_config(args.paths, args.reference, args.out, args.name)
+            _report(args.action, args.paths, args.reference, args.out, args.name)
         elif args.command == "evaluate-predictions":
             from qpebench.predictions import evaluate_predictions, format_report
 

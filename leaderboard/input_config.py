@@ -133,14 +133,19 @@ def _distinct(configs: Sequence[Configuration]) -> list[Configuration]:
     return out
 
 
-def _configuration(entry: Entry) -> Configuration:
+def configuration(entry: Entry, *, window: bool = True) -> Configuration:
+    """The configuration of ``entry``, labelled by its model and input.
+
+    ``window``: put the training set's window in minutes in the label (not where one label
+    names a configuration over regions whose sensors have other frame intervals).
+    """
     card = entry.first["model"]
     windows = dict(entry.first.get("input_window_min") or {})
     train = windows.get("train")
     parts = [f"{card['frames']} fr."]
     if card.get("step", 1) != 1:
         parts.append(f"step {card['step']}")
-    if train is not None:
+    if train is not None and window:
         parts.append(f"{train:g} min")
     parts.append(_bands_text(card["bands"]))
     if card.get("oracle_inputs"):
@@ -152,8 +157,9 @@ def _configuration(entry: Entry) -> Configuration:
 class Verdicts:
     """The seed × day tests of every configuration against the reference, Holm-adjusted.
 
-    ``tests`` maps (configuration label, test set, metric, direction) to the comparison and its
-    adjusted p-value; ``direction`` is ``"above"`` (the configuration better than the
+    ``tests`` maps (configuration label, place, metric, direction) to the comparison and its
+    adjusted p-value; the place is a test set (or, in :mod:`.region_ceiling`, the split whose
+    ID set was tested); ``direction`` is ``"above"`` (the configuration better than the
     reference) or ``"below"``.
     """
 
@@ -186,6 +192,20 @@ class Verdicts:
                 return f"{word} than {reference}"
         return "no significant difference"
 
+    def difference(self, label: str, place: str, metric: str) -> str:
+        """The difference of the means, its interval, and the adjusted p of its side.
+
+        As ``diff [lo, hi], p(Holm) p``; ``–`` where there is no test.
+        """
+        above = self.tests.get((label, place, metric, "above"))
+        below = self.tests.get((label, place, metric, "below"))
+        if above is None or below is None:
+            return "–"
+        comp = above[0]
+        side = above if _direction(metric) * comp.diff >= 0 else below
+        ci = "" if comp.ci is None else f" [{comp.ci[0]:+.3f}, {comp.ci[1]:+.3f}]"
+        return f"{comp.diff:+.3f}{ci}, p(Holm) {side[1]:.3g}"
+
 
 def _direction(metric: str) -> float:
     """+1 where a higher score is better (CSI), −1 where lower is (RMSE), else 0.
@@ -198,25 +218,40 @@ def _direction(metric: str) -> float:
     return float(steps[0]) if (steps == steps[0]).all() else 0.0
 
 
-def _verdicts(
+TestKey = tuple[str, str, str, str]
+
+
+def paired_tests(
     configs: Sequence[Configuration],
     reference: Configuration,
     comparisons: Sequence[Comparison],
     test_sets: Sequence[str],
-) -> Verdicts:
-    found: dict[tuple[str, str, str, str], Comparison] = {}
+    place: str | None = None,
+) -> dict[TestKey, Comparison]:
+    """The seed × day comparisons of each configuration with ``reference``, both directions.
+
+    Keyed by (configuration label, place, metric, direction); the place is the test set, or
+    ``place`` where given (one test set per split, named by its split).
+    """
+    found: dict[TestKey, Comparison] = {}
     labels = {c.entry.label: c.label for c in configs}
     ref = reference.entry.label
     for c in comparisons:
         if not c.over_seeds or c.test_set not in test_sets:
             continue
+        where = place or c.test_set
         if c.vs == ref and c.model in labels and c.model != ref:
-            found[labels[c.model], c.test_set, c.metric, "above"] = c
+            found[labels[c.model], where, c.metric, "above"] = c
         elif c.model == ref and c.vs in labels and c.vs != ref:
-            found[labels[c.vs], c.test_set, c.metric, "below"] = c
+            found[labels[c.vs], where, c.metric, "below"] = c
+    return found
+
+
+def adjusted(found: dict[TestKey, Comparison]) -> Verdicts:
+    """``found`` with Holm-adjusted p-values: one family."""
     keys = list(found)
-    adjusted = holm([found[k].p_value for k in keys])
-    return Verdicts({k: (found[k], p) for k, p in zip(keys, adjusted, strict=True)})
+    values = holm([found[k].p_value for k in keys])
+    return Verdicts({k: (found[k], p) for k, p in zip(keys, values, strict=True)})
 
 
 _Cache = dict[tuple[int, str], "npt.NDArray[np.float64] | None"]
@@ -423,16 +458,7 @@ def _skill_table(
                 row[f"Δ{m.upper()} vs reference"] = "reference"
                 row[f"{m.upper()} verdict"] = "–"
                 continue
-            above = verdicts.tests.get((c.label, test_set, m, "above"))
-            below = verdicts.tests.get((c.label, test_set, m, "below"))
-            if above is None or below is None:
-                row[f"Δ{m.upper()} vs reference"] = "–"
-            else:
-                comp = above[0]
-                # the adjusted p-value of the side the difference is on
-                side = above if _direction(m) * comp.diff >= 0 else below
-                ci = "" if comp.ci is None else f" [{comp.ci[0]:+.3f}, {comp.ci[1]:+.3f}]"
-                row[f"Δ{m.upper()} vs reference"] = f"{comp.diff:+.3f}{ci}, p(Holm) {side[1]:.3g}"
+            row[f"Δ{m.upper()} vs reference"] = verdicts.difference(c.label, test_set, m)
             row[f"{m.upper()} verdict"] = verdicts.verdict(
                 c.label, test_set, m, reference.entry.model
             )
@@ -523,6 +549,23 @@ def _design(configs: Sequence[Configuration], reference: Configuration) -> list[
         "bands": sorted({_bands_text(c.card["bands"]) for c in configs}),
         "oracle inputs": sorted({", ".join(c.oracle) or "none" for c in configs}),
     }
+    first = reference.entry.first
+    return [
+        f"Split {first['split']['name']}, dataset version {first['dataset']['version']}; "
+        f"{len(configs)} configurations, {len(records)} records; seeds per configuration: "
+        + (f"{seeds[0]}" if len(seeds) == 1 else f"{seeds[0]}–{seeds[-1]}"),
+        "Levels: "
+        + "; ".join(
+            f"{k}: {', '.join(f'{v:g}' if isinstance(v, float) else str(v) for v in vals)}"
+            for k, vals in levels.items()
+        ),
+        f"Reference: {reference.label}",
+        compute_text(records),
+    ]
+
+
+def compute_text(records: Sequence[dict[str, Any]]) -> str:
+    """The fitting and evaluation time of ``records`` and the machines they ran on."""
     fit = sum(float(r["runtime_s"].get("fit", 0)) for r in records)
     evaluate = sum(float(r["runtime_s"].get("evaluate", 0)) for r in records)
     machines = sorted(
@@ -535,20 +578,10 @@ def _design(configs: Sequence[Configuration], reference: Configuration) -> list[
             if (h := r.get("provenance", {}).get("hardware", {}))
         }
     )
-    first = reference.entry.first
-    return [
-        f"Split {first['split']['name']}, dataset version {first['dataset']['version']}; "
-        f"{len(configs)} configurations, {len(records)} records; seeds per configuration: "
-        + (f"{seeds[0]}" if len(seeds) == 1 else f"{seeds[0]}–{seeds[-1]}"),
-        "Levels: "
-        + "; ".join(
-            f"{k}: {', '.join(f'{v:g}' if isinstance(v, float) else str(v) for v in vals)}"
-            for k, vals in levels.items()
-        ),
-        f"Reference: {reference.label}",
+    return (
         f"Compute: {fit / 3600:.2f} h of fitting and {evaluate / 3600:.2f} h of evaluation on "
-        + "; ".join(machines),
-    ]
+        + "; ".join(machines)
+    )
 
 
 def replicates_for(family: int, recorded: int) -> int:
@@ -585,7 +618,7 @@ def input_config_report(
         raise RecordError(
             f"an input-configuration report covers one split; the records hold {board.splits}"
         )
-    configs = _distinct([_configuration(e) for e in board.entries])
+    configs = _distinct([configuration(e) for e in board.entries])
     candidates = [c for c in configs if c.entry.model == reference and not c.oracle]
     if not candidates:
         names = sorted({c.entry.model for c in configs})
@@ -612,7 +645,8 @@ def input_config_report(
         test_sets=shown,
         bootstrap=replicates_for(family, settings.bootstrap),
     )
-    verdicts = _verdicts(configs, ref, [c for c in comparisons if c.metric in paired], shown)
+    tests = paired_tests(configs, ref, [c for c in comparisons if c.metric in paired], shown)
+    verdicts = adjusted(tests)
     return InputConfigReport(
         split=board.splits[0],
         reference=ref.entry.model,
