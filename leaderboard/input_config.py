@@ -411,8 +411,9 @@ CEILING_NOTE = (
     "point, not a bound: a hedged estimate can score higher against a noisy radar). An oracle "
     "configuration also reads hidden generator states (life stage and trend) as inputs, a "
     "reference point for what a sequence can add; 'share of the oracle gain' is "
-    "(sequence − reference) / (oracle − reference) of the means, given only where the oracle is "
-    "significantly better than the reference (its verdict above)."
+    "(sequence − reference) / (oracle − reference) of the means over the seeds all three share "
+    "(at least 3), given only where there is one oracle and it is significantly better than the "
+    "reference (its verdict above)."
 )
 
 
@@ -517,23 +518,47 @@ def _ceilings(
         return None
     rows = []
     for test_set in test_sets:
-        ref = reference.entry.stat(test_set, "csi@1")
         row: dict[str, Any] = {"test set": _set_name(test_set)}
         value = truth.get(test_set, {}).get("csi@1")
         row["radar vs truth"] = "–" if value is None else f"{value:.3f}"
-        row[f"reference: {reference.label}"] = ref
+        row[f"reference: {reference.label}"] = reference.entry.stat(test_set, "csi@1")
         for o in oracles:
-            oracle = o.entry.stat(test_set, "csi@1")
-            row[o.label] = oracle
+            row[o.label] = o.entry.stat(test_set, "csi@1")
+        if len(oracles) == 1:
+            o = oracles[0]
             better = verdicts.verdict(o.label, test_set, "csi@1", reference.entry.model)
             for s in sequences:
-                seq = s.entry.stat(test_set, "csi@1")
-                share = (seq.mean - ref.mean) / (oracle.mean - ref.mean)
+                share = oracle_share(reference.entry, s.entry, o.entry, test_set, "csi@1")
                 row[f"share of the oracle gain: {s.label}"] = (
-                    f"{share:.2f}" if better.startswith("better") else "–"
+                    f"{share:.2f}" if better.startswith("better") and share is not None else "–"
                 )
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def oracle_share(
+    reference: Entry, sequence: Entry, oracle: Entry, test_set: str, metric: str
+) -> float | None:
+    """The share of the oracle's gain over the reference that ``sequence`` reaches.
+
+    ``(sequence − reference) / (oracle − reference)`` of the means of ``metric`` over the seeds
+    all three entries have (the same seeds on both sides of the ratio); ``None`` with fewer
+    than :data:`MIN_SEEDS` such seeds or no gain. Shown only where the oracle is significantly
+    better than the reference (the caller checks its verdict).
+    """
+    scores = []
+    for entry in (reference, sequence, oracle):
+        by_seed = {}
+        for r in entry.records:
+            value = r["metrics"].get(test_set, {}).get(metric)
+            if value is not None and not math.isnan(float(value)):
+                by_seed[int(r["seed"])] = float(value)
+        scores.append(by_seed)
+    seeds = sorted(set(scores[0]) & set(scores[1]) & set(scores[2]))
+    if len(seeds) < MIN_SEEDS:
+        return None
+    ref, seq, orc = (float(np.mean([s[k] for k in seeds])) for s in scores)
+    return None if orc == ref else (seq - ref) / (orc - ref)
 
 
 def _design(configs: Sequence[Configuration], reference: Configuration) -> list[str]:

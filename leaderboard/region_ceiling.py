@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -44,6 +44,7 @@ from .input_config import (
     adjusted,
     compute_text,
     configuration,
+    oracle_share,
     paired_tests,
     replicates_for,
 )
@@ -130,19 +131,29 @@ def _claims_text(report: RegionCeilingReport) -> str:
     )
 
 
-def _key(config: Configuration) -> tuple[Any, ...]:
+Key = tuple[Any, ...]
+
+
+def _key(config: Configuration) -> Key:
+    """What makes a configuration the same in every region: its network and input."""
     card = config.card
-    return (card["name"], card["frames"], card.get("step", 1), tuple(card["bands"]), config.oracle)
+    return (
+        card["name"],
+        card["frames"],
+        card.get("step", 1),
+        tuple(card["bands"]),
+        tuple(sorted(config.oracle)),
+    )
 
 
-def _regions(
-    records: Sequence[dict[str, Any]], states: Sequence[RecordStates] | None, reference: str
-) -> tuple[list[Region], list[str]]:
-    """The records grouped by split, each split's configurations without the window label."""
+def _splits(
+    records: Sequence[dict[str, Any]], states: Sequence[RecordStates] | None
+) -> tuple[dict[str, list[Configuration]], list[str]]:
+    """Each split's configurations (labelled without the window), and the grouping's notes."""
     by_split: dict[str, list[int]] = {}
     for i, r in enumerate(records):
         by_split.setdefault(str(r.get("split", {}).get("name")), []).append(i)
-    regions: list[Region] = []
+    out: dict[str, list[Configuration]] = {}
     notes: list[str] = []
     for split, rows in sorted(by_split.items()):
         board = group_records(
@@ -152,40 +163,76 @@ def _regions(
             oracle=True,
         )
         notes += board.notes
-        configs = [configuration(e, window=False) for e in board.entries]
-        candidates = [c for c in configs if c.entry.model == reference and not c.oracle]
-        if not candidates:
-            names = sorted({c.entry.model for c in configs})
-            raise RecordError(
-                f"split {split}: no record of the reference model {reference!r}; the records "
-                f"hold {names}"
-            )
-        ref = max(candidates, key=lambda c: (len(c.entry.seeds), c.label))
-        domain = str(ref.entry.first["split"].get("train_domain") or split)
-        regions.append(Region(split, domain, configs, ref))
-    return regions, notes
+        out[split] = [configuration(e, window=False) for e in board.entries]
+    return out, notes
 
 
-def _shared(regions: list[Region]) -> tuple[list[Region], list[str]]:
-    """Each region with only the configurations every region has, reference first."""
-    keys = [{_key(c) for c in r.configs} for r in regions]
-    common = set.intersection(*keys)
-    left = sorted({c.label for r in regions for c in r.configs if _key(c) not in common})
+def _regions(
+    splits: dict[str, list[Configuration]], reference: str
+) -> tuple[list[Region], list[str]]:
+    """Per split, one configuration per key every split has; the same reference in each.
+
+    The reference is the ``reference`` model's configuration without oracle inputs that every
+    split has (the one with the most seeds over the splits, if several). Where a split has
+    several entries of one key (other epochs, widths, data), the one on the reference's dataset
+    and split definition with the most seeds is kept and the others are named in a note.
+
+    Raises:
+        RecordError: No common configuration of the reference model; two kept configurations
+            of a split share a label; two splits train in one region.
+    """
+    common = set.intersection(*({_key(c) for c in configs} for configs in splits.values()))
+    refs = [k for k in common if k[0] == reference and not k[4]]
+    if not refs:
+        held = sorted({c.label for configs in splits.values() for c in configs})
+        raise RecordError(
+            f"no configuration of the reference model {reference!r} is in every split "
+            f"({', '.join(splits)}); the records hold {held}"
+        )
+
+    def seeds_of(key: Key) -> int:
+        return sum(len(c.entry.seeds) for cs in splits.values() for c in cs if _key(c) == key)
+
+    ref_key = max(refs, key=lambda k: (seeds_of(k), str(k)))
+    left = sorted({c.label for cs in splits.values() for c in cs if _key(c) not in common})
     notes = [f"not in every region, left out: {', '.join(left)}"] if left else []
-    out = []
-    for r in regions:
-        chosen: dict[tuple[Any, ...], Configuration] = {}
-        for c in r.configs:  # one configuration per key: the one with the most seeds
-            k = _key(c)
-            if k in common and (k not in chosen or len(c.entry.seeds) > len(chosen[k].entry.seeds)):
-                chosen[k] = c
-        chosen[_key(r.reference)] = r.reference
+    regions = []
+    for split, configs in splits.items():
+        ref = max(
+            (c for c in configs if _key(c) == ref_key), key=lambda c: (len(c.entry.seeds), c.label)
+        )
+        home = (ref.entry.dataset, ref.entry.definition)
+
+        def rank(c: Configuration, home: tuple[str, str] = home) -> tuple[bool, int, str]:
+            return ((c.entry.dataset, c.entry.definition) == home, len(c.entry.seeds), c.label)
+
+        chosen: dict[Key, Configuration] = {ref_key: ref}
+        for c in sorted(configs, key=rank, reverse=True):
+            if _key(c) in common and _key(c) not in chosen:
+                chosen[_key(c)] = c
+        dropped = [c for c in configs if _key(c) in common and chosen[_key(c)] is not c]
+        notes += [
+            f"{split}: {c.entry.label} left out, another entry has the same input "
+            f"({chosen[_key(c)].entry.label} kept)"
+            for c in dropped
+        ]
+        labels = [c.label for c in chosen.values()]
+        if len(set(labels)) != len(labels):
+            twice = sorted({x for x in labels if labels.count(x) > 1})
+            raise RecordError(f"split {split}: configurations share the label(s) {twice}")
         ordered = sorted(
             chosen.values(),
-            key=lambda c: (c is not r.reference, c.oracle != (), c.card["name"], c.label),
+            key=lambda c: (c is not ref, c.oracle != (), c.card["name"], c.label),
         )
-        out.append(replace(r, configs=ordered))
-    return out, notes
+        domain = str(ref.entry.first["split"].get("train_domain") or split)
+        if ID_SET not in ref.entry.test_sets:
+            notes.append(f"{split}: no {ID_SET} set, its rows are empty")
+        regions.append(Region(split, domain, ordered, ref))
+    domains = [r.domain for r in regions]
+    if len(set(domains)) != len(domains):
+        twice = sorted({d for d in domains if domains.count(d) > 1})
+        raise RecordError(f"several splits train in {twice}: give one split per region")
+    return regions, notes
 
 
 def region_ceiling_report(
@@ -202,18 +249,15 @@ def region_ceiling_report(
             without oracle inputs and with the most seeds is the reference.
 
     Raises:
-        RecordError: No record, a split without the reference model, or two splits training in
-            the same region.
+        RecordError: No record, no configuration of the reference model in every split, two
+            kept configurations of a split with one label, or two splits training in one
+            region.
     """
     if not records:
         raise RecordError("no result record to report")
-    regions, notes = _regions(records, states, reference)
-    domains = [r.domain for r in regions]
-    if len(set(domains)) != len(domains):
-        twice = sorted({d for d in domains if domains.count(d) > 1})
-        raise RecordError(f"several splits train in {twice}: give one split per region")
-    regions, left = _shared(regions)
-    notes += left
+    splits, notes = _splits(records, states)
+    regions, more = _regions(splits, reference)
+    notes += more
     first = regions[0].reference.entry.first
     settings = record_settings(first, f"{regions[0].reference.label} seed {first['seed']}")
     metrics = [m for m in CEILING_METRICS if m in regions[0].reference.entry.metrics(ID_SET)]
@@ -252,7 +296,6 @@ def _table(regions: Sequence[Region], metric: str, verdicts: Verdicts) -> pd.Dat
     rows: list[dict[str, Any]] = []
     for r in regions:
         ref = r.reference
-        base = ref.entry.stat(ID_SET, metric).mean
         truth = ref.entry.first["split"].get("truth_ceiling", {}).get(ID_SET, {}).get(metric)
         oracles = [c for c in r.configs if c.oracle]
         rows.append(
@@ -260,6 +303,7 @@ def _table(regions: Sequence[Region], metric: str, verdicts: Verdicts) -> pd.Dat
                 "region": r.domain,
                 "configuration": "radar vs truth",
                 "window (min)": "–",
+                "seeds": "–",
                 metric.upper(): "–" if truth is None else f"{truth:.3f}",
                 "Δ vs reference": "–",
                 "verdict": "–",
@@ -272,14 +316,15 @@ def _table(regions: Sequence[Region], metric: str, verdicts: Verdicts) -> pd.Dat
             if c.card["frames"] > 1 and not c.oracle and len(oracles) == 1:
                 oracle = oracles[0]
                 better = verdicts.verdict(oracle.label, r.split, metric, ref.entry.model)
-                if better.startswith("better"):
-                    gain = oracle.entry.stat(ID_SET, metric).mean - base
-                    share = f"{(c.entry.stat(ID_SET, metric).mean - base) / gain:.2f}"
+                value = oracle_share(ref.entry, c.entry, oracle.entry, ID_SET, metric)
+                if better.startswith("better") and value is not None:
+                    share = f"{value:.2f}"
             rows.append(
                 {
                     "region": r.domain,
                     "configuration": c.label,
                     "window (min)": "–" if window is None else f"{window:g}",
+                    "seeds": ", ".join(str(k) for k in c.entry.seeds),
                     metric.upper(): c.entry.stat(ID_SET, metric),
                     "Δ vs reference": "reference"
                     if c is ref
