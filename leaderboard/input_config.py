@@ -585,8 +585,49 @@ def _design(configs: Sequence[Configuration], reference: Configuration) -> list[
             for k, vals in levels.items()
         ),
         f"Reference: {reference.label}",
+        *_one_factor(configs, reference),
         compute_text(records),
     ]
+
+
+def _factors(config: Configuration) -> dict[str, str]:
+    card = config.card
+    return {
+        "architecture": str(card["name"]),
+        "frames": str(card["frames"]),
+        "step": str(card.get("step", 1)),
+        "bands": _bands_text(card["bands"]),
+        "oracle inputs": ", ".join(config.oracle) or "none",
+    }
+
+
+def _one_factor(configs: Sequence[Configuration], reference: Configuration) -> list[str]:
+    """The design line where the configurations vary one factor at a time around a base.
+
+    The base is the sequence configuration from which the most others differ in exactly one
+    factor (architecture, frames, step, bands, oracle inputs); the line is given when every
+    configuration but the reference and its oracle variants is the base or one such variant.
+    """
+    others = [c for c in configs if c is not reference and not c.oracle]
+    if len(others) < 2:
+        return []
+
+    def changed(a: Configuration, b: Configuration) -> list[str]:
+        fa, fb = _factors(a), _factors(b)
+        return [k for k in fa if fa[k] != fb[k]]
+
+    base = max(others, key=lambda b: (sum(len(changed(b, c)) == 1 for c in others), b.label))
+    varied: dict[str, list[str]] = {}
+    for c in others:
+        if c is base:
+            continue
+        diff = changed(base, c)
+        if len(diff) != 1:
+            return []
+        varied.setdefault(diff[0], []).append(_factors(c)[diff[0]])
+    order = list(_factors(base))
+    parts = "; ".join(f"{k}: {', '.join(varied[k])}" for k in sorted(varied, key=order.index))
+    return [f"Design: one factor at a time from {base.label} ({parts})"]
 
 
 def compute_text(records: Sequence[dict[str, Any]]) -> str:

@@ -240,3 +240,35 @@ def test_twin_configurations_get_the_settings_that_tell_them_apart(study):
     assert len(labels) == len(set(labels)) == 4
     assert sum("train.epochs=7" in label for label in labels) == 1
     assert sum("train.epochs=1" in label for label in labels) == 1
+
+
+def variant(records, states, **card):
+    """Copies of the fused records with other model settings (a configuration of their own)."""
+    out = [
+        (
+            {
+                **r,
+                "model": {**r["model"], **card},
+                "model_config": {**r["model_config"], **card},
+            },
+            s,
+        )
+        for r, s in zip(records, states, strict=True)
+        if r["model"]["name"] == "early_fusion"
+    ]
+    return [r for r, _ in out], [s for _, s in out]
+
+
+def test_the_design_line_names_the_one_factor_variants(study):
+    _, records, states = study
+    frames, frame_states = variant(records, states, frames=3)
+    step, step_states = variant(records, states, step=2)
+    both, both_states = variant(records, states, frames=3, step=2)  # two factors at once
+    report = input_config_report([*records, *frames, *step], [*states, *frame_states, *step_states])
+    lines = [d for d in report.design if d.startswith("Design:")]
+    assert lines == [
+        "Design: one factor at a time from early_fusion (2 fr., 15 min, all 7) (frames: 3; step: 2)"
+    ]
+    # a configuration two factors away from the base: no one-factor design to state
+    report = input_config_report([*records, *both], [*states, *both_states])
+    assert not [d for d in report.design if d.startswith("Design:")]
