@@ -130,38 +130,36 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("paths", nargs="+", type=Path)
     report = sub.add_parser("report", help="studies computed from result records")
     report_sub = report.add_subparsers(dest="action", required=True)
-    study = report_sub.add_parser(
-        "input-config",
-        help="skill against frames, step, window, bands and architecture, with seed-level tests, "
-        "the OOD decomposition and the ceilings (docs/evaluation.md)",
+    reports = (
+        (
+            "input-config",
+            "skill against frames, step, window, bands and architecture, with seed-level tests, "
+            "the OOD decomposition and the ceilings (docs/evaluation.md)",
+            "records or run folders of one split",
+            "input_configuration",
+        ),
+        (
+            "ceiling",
+            "the ceiling of the temporal gain per region: last frame, sequence and oracle "
+            "trained in each region, with seed-level tests (docs/evaluation.md)",
+            "records or run folders, one split per region",
+            "temporal_ceiling",
+        ),
     )
-    study.add_argument("paths", nargs="+", type=Path, help="records or run folders of one split")
-    study.add_argument(
-        "--reference", default="static_cnn", help="the model every configuration is tested against"
-    )
-    study.add_argument(
-        "--out", type=Path, help="write NAME.md and NAME.html here instead of printing Markdown"
-    )
-    study.add_argument(
-        "--name", default="input_configuration", help="with --out: the files' name (no extension)"
-    )
-    ceiling = report_sub.add_parser(
-        "ceiling",
-        help="the ceiling of the temporal gain per region: last frame, sequence and oracle "
-        "trained in each region, with seed-level tests (docs/evaluation.md)",
-    )
-    ceiling.add_argument(
-        "paths", nargs="+", type=Path, help="records or run folders, one split per region"
-    )
-    ceiling.add_argument(
-        "--reference", default="static_cnn", help="the last-frame model tested against"
-    )
-    ceiling.add_argument(
-        "--out", type=Path, help="write NAME.md and NAME.html here instead of printing Markdown"
-    )
-    ceiling.add_argument(
-        "--name", default="temporal_ceiling", help="with --out: the files' name (no extension)"
-    )
+    for action, about, paths, name in reports:
+        study = report_sub.add_parser(action, help=about)
+        study.add_argument("paths", nargs="+", type=Path, help=paths)
+        study.add_argument(
+            "--reference",
+            default="static_cnn",
+            help="the model every configuration is tested against",
+        )
+        study.add_argument(
+            "--out", type=Path, help="write NAME.md and NAME.html here instead of printing Markdown"
+        )
+        study.add_argument(
+            "--name", default=name, help="with --out: the files' name (no extension)"
+        )
     pred = sub.add_parser(
         "evaluate-predictions",
         help="score a CF netCDF of predicted rain rates against a truth file (docs/predictions.md)",
