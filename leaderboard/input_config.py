@@ -581,7 +581,7 @@ def _design(configs: Sequence[Configuration], reference: Configuration) -> list[
         + (f"{seeds[0]}" if len(seeds) == 1 else f"{seeds[0]}–{seeds[-1]}"),
         "Levels: "
         + "; ".join(
-            f"{k}: {', '.join(f'{v:g}' if isinstance(v, float) else str(v) for v in vals)}"
+            f"{k}: {' / '.join(f'{v:g}' if isinstance(v, float) else str(v) for v in vals)}"
             for k, vals in levels.items()
         ),
         f"Reference: {reference.label}",
@@ -626,7 +626,7 @@ def _one_factor(configs: Sequence[Configuration], reference: Configuration) -> l
             return []
         varied.setdefault(diff[0], []).append(_factors(c)[diff[0]])
     order = list(_factors(base))
-    parts = "; ".join(f"{k}: {', '.join(varied[k])}" for k in sorted(varied, key=order.index))
+    parts = "; ".join(f"{k}: {' / '.join(varied[k])}" for k in sorted(varied, key=order.index))
     return [f"Design: one factor at a time from {base.label} ({parts})"]
 
 
